@@ -72,6 +72,7 @@ class TextStream:
         self.cancel = cancel or threading.Event()
         self.usage: dict[str, Any] = {"input_tokens": len(input_ids), "output_tokens": 0, "finish_reason": None}
         self._tokens: queue.Queue = queue.Queue()
+        self.extra_generate_kwargs: dict[str, Any] = {}  # passed through to generate() (benchmarks, tests)
 
     def __iter__(self) -> Iterator[str]:
         worker = threading.Thread(target=self._run, daemon=True)
@@ -142,7 +143,8 @@ class TextStream:
                 pass
 
         cfg, lm = self.config, self.lm
-        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_tokens, "do_sample": cfg.temperature > 0}
+        kwargs: dict[str, Any] = {"max_new_tokens": cfg.max_tokens, "do_sample": cfg.temperature > 0,
+                                  **self.extra_generate_kwargs}
         if cfg.temperature > 0:
             kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or None)
         if cfg.repetition_penalty != 1.0:

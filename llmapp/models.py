@@ -88,7 +88,7 @@ def resolve(name_or_path: str | Path, kind: str | None = None) -> str:
     if spec is not None:
         if kind and spec.kind != kind:
             valid = ", ".join(n for n, s in REGISTRY.items() if s.kind == kind)
-            raise ModelNotFound(f"{name!r} is a {spec.kind} model, not a {kind} model; use one of: {valid}")
+            raise ModelNotFound(f"{name!r} is a model of kind {spec.kind!r}, not {kind!r}; use one of: {valid}")
         try:
             return str((spec.locate or spec.source)())
         except ModelNotFound as exc:
