@@ -1,0 +1,244 @@
+"""What the server serves: its catalog of model names, and the producers that run requests on them.
+
+A served name is a chat model (``/v1/chat/completions`` and ``/v1/completions``), an embeddings
+model (``/v1/embeddings``) or a RAG store, ``rag:NAME``, answered with ``[n]`` citations through
+``chains.rag`` by the server's chat model. Everything is loaded by :func:`load_catalog` before the
+server accepts traffic. A *producer* is a zero-argument function returning an iterator, run on a
+worker thread (``llmapp.server_pool``): chat and completion producers yield text pieces and then one
+:class:`Final`; closing the iterator stops the model.
+
+    catalog = load_catalog(ServeConfig(models=["smollm2-135m-instruct"], stores=["./store"]))
+    sorted(catalog)   # ['rag:store', 'smollm2-135m-instruct']
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmapp.errors import LLMAppError
+from llmapp.models import DEFAULT_CHAT, REGISTRY
+from llmapp.server_schemas import APIError
+
+if TYPE_CHECKING:
+    from llmapp.server import ServeConfig
+
+log = logging.getLogger(__name__)
+
+Producer = Callable[[], Iterator[Any]]
+
+
+@dataclass
+class Final:
+    """The last item of a text producer: token counts and why generation ended."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # OpenAI's: "stop" or "length"
+
+
+@dataclass(eq=False)  # hashed by identity: it keys the RAG chain cache
+class ServedModel:
+    """One name in ``/v1/models`` and what answers for it."""
+
+    name: str
+    kind: str  # "chat", "embeddings" or "rag"
+    target: str  # registry name / path of the weights, or the store folder for "rag"
+    chat_model: str = DEFAULT_CHAT  # the chat model a "rag" store answers with
+    store: Any = None  # the loaded chains.index.Store, for "rag"
+    rag_config: Any = None  # RAGConfig for "rag"
+    # The embeddings tokenizer is a Rust object whose truncation setting encode() flips; concurrent
+    # flips raise "Already borrowed", so embedding requests take turns (each takes milliseconds).
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def load_catalog(config: ServeConfig) -> dict[str, ServedModel]:
+    """Load every model and store the server will serve, so the first request is fast.
+
+    Raises:
+        LLMAppError: an unknown or unservable model, a missing store, or a duplicate name.
+    """
+    from llmapp.models import load_causal_lm, load_sentence_transformer
+
+    entries: list[ServedModel] = []
+    for name in config.models:
+        if name.startswith("rag:"):
+            entries.append(ServedModel(name, "rag", name[4:]))
+        else:
+            entries.append(ServedModel(name, _kind_of(name), name))
+    for store in config.stores:
+        entries.append(ServedModel(f"rag:{Path(store).expanduser().resolve().name}", "rag", str(store)))
+    chat_names = [e.name for e in entries if e.kind == "chat"]
+    rag_chat = config.chat_model or (chat_names[0] if chat_names else DEFAULT_CHAT)
+    catalog: dict[str, ServedModel] = {}
+    for entry in entries:
+        if entry.name in catalog:
+            raise LLMAppError(f"model name {entry.name!r} is served twice; give each model or store once")
+        if entry.kind == "chat":
+            load_causal_lm(entry.target)
+        elif entry.kind == "embeddings":
+            load_sentence_transformer(entry.target)
+        else:
+            entry.chat_model, entry.rag_config = rag_chat, config.rag
+            entry.store = _load_store(entry.target)
+            load_causal_lm(rag_chat)
+        catalog[entry.name] = entry
+        log.info("serving %s (%s)", entry.name, entry.kind)
+    if not catalog:
+        raise LLMAppError("nothing to serve: pass --model NAME or --store DIR")
+    return catalog
+
+
+def lookup(catalog: dict[str, ServedModel], name: str, kinds: tuple[str, ...], endpoint: str) -> ServedModel:
+    """The served model called ``name``, checked against the kinds an endpoint accepts.
+
+    Raises:
+        APIError: 404 ``model_not_found`` for an unknown name, 400 for the wrong kind of model.
+    """
+    served = catalog.get(name)
+    if served is None:
+        raise APIError(404, f"The model `{name}` does not exist on this server; served models: {', '.join(catalog)}",
+                       param="model", code="model_not_found")
+    if served.kind not in kinds:
+        fit = ", ".join(n for n, m in catalog.items() if m.kind in kinds) or "none"
+        raise APIError(400, f"`{name}` is a {served.kind} model and cannot serve {endpoint}; use one of: {fit}",
+                       param="model", code="model_not_supported")
+    return served
+
+
+def chat_producer(served: ServedModel, messages: list[dict[str, str]], settings: dict[str, Any]) -> Producer:
+    """Stream a chat reply (or, for ``rag:`` names, a cited answer to the last user message)."""
+    if served.kind == "rag":
+        return _rag_producer(served, messages, settings)
+
+    def produce() -> Iterator[Any]:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+        from llmapp.models import load_chat_model
+
+        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        chat = load_chat_model(served.target, **settings)
+        usage: dict[str, int] = {}
+        finish = "stop"
+        stream = chat.stream([kinds[m["role"]](m["content"]) for m in messages])
+        try:
+            for chunk in stream:
+                if chunk.content:
+                    yield chunk.content
+                usage = chunk.usage_metadata or usage
+                finish = chunk.response_metadata.get("finish_reason") or finish
+        finally:
+            stream.close()  # stops generate() within a token when the client went away
+        yield Final(usage.get("input_tokens", 0), usage.get("output_tokens", 0),
+                    "length" if finish == "length" else "stop")
+
+    return produce
+
+
+def completion_producer(served: ServedModel, prompt: str, settings: dict[str, Any], echo: bool) -> Producer:
+    """Continue ``prompt`` as plain text through ``LocalLLM`` (no chat template)."""
+
+    def produce() -> Iterator[Any]:
+        from llmapp.models import load_llm
+
+        llm = load_llm(served.target, **settings)
+        if echo:
+            yield prompt
+        text = ""
+        stream = llm.stream(prompt)
+        try:
+            for piece in stream:
+                text += piece
+                yield piece
+        finally:
+            stream.close()
+        # LangChain's LLM stream carries no usage, so count with the model's own tokenizer.
+        out = len(llm.get_token_ids(text)) if text else 0
+        yield Final(llm.get_num_tokens(prompt), out, "length" if out >= settings["max_tokens"] else "stop")
+
+    return produce
+
+
+def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
+    """Embed ``texts``; yields one ``(vectors, token_count)`` pair. Over-long texts are refused, not cut."""
+
+    def produce() -> Iterator[Any]:
+        from llmapp.models import load_sentence_transformer
+
+        st = load_sentence_transformer(served.target)
+        limit = st.max_seq_length
+        with served.lock:
+            lengths = [len(ids) for ids in st.tokenizer(texts, truncation=False)["input_ids"]]
+            for i, n in enumerate(lengths):
+                if n > limit:
+                    raise APIError(400, f"input[{i}] is {n} tokens but {served.name} reads at most {limit}; "
+                                   "split the text into smaller chunks", param="input", code="context_length_exceeded")
+            vectors = st.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)
+        yield vectors, sum(lengths)
+
+    return produce
+
+
+def _rag_producer(served: ServedModel, messages: list[dict[str, str]], settings: dict[str, Any]) -> Producer:
+    questions = [m["content"] for m in messages if m["role"] == "user" and m["content"].strip()]
+    if not questions:
+        raise APIError(400, f"{served.name} answers the last user message, and there is none; send a question",
+                       param="messages")
+    question = questions[-1]  # a RAG store answers one question; earlier turns are not retrieved against
+
+    def produce() -> Iterator[Any]:
+        from llmapp.models import load_chat_model
+
+        chat = load_chat_model(served.chat_model, **settings)
+        chain = _rag_chain(served, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                for k, v in settings.items())))
+        text = ""
+        stream = chain.stream({"question": question})
+        try:
+            for piece in stream:
+                text += piece
+                yield piece
+        finally:
+            stream.close()
+        # The chain hides its prompt (question + retrieved chunks): count what the client sent and got.
+        yield Final(chat.get_num_tokens(question), chat.get_num_tokens(text) if text else 0, "stop")
+
+    return produce
+
+
+@functools.lru_cache(maxsize=16)
+def _rag_chain(served: ServedModel, settings: tuple) -> Any:
+    """A RAG chain per (store, decoding settings): building one may index BM25, so reuse it."""
+    from chains.rag import rag_chain
+
+    from llmapp.models import load_chat_model
+
+    chat = load_chat_model(served.chat_model, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings})
+    return rag_chain(served.store, chat, config=served.rag_config, return_sources=False)
+
+
+def _kind_of(name: str) -> str:
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        if spec.kind not in ("chat", "embeddings"):
+            servable = ", ".join(n for n, s in REGISTRY.items() if s.kind in ("chat", "embeddings"))
+            raise LLMAppError(f"{name!r} is a {spec.kind} model, which the server cannot serve; use one of: {servable}")
+        return spec.kind
+    path = Path(name).expanduser()
+    return "embeddings" if (path / "modules.json").exists() else "chat"
+
+
+def _load_store(folder: str) -> Any:
+    try:
+        from chains.index import Store
+    except ImportError as exc:
+        raise LLMAppError(f"RAG stores need the chains package, which is not importable here ({exc})") from None
+    if not Path(folder).expanduser().is_dir():
+        raise LLMAppError(f"store {folder!r} is not a folder; build one with: llmapp index FILES --store {folder}")
+    return Store.load(Path(folder).expanduser())
