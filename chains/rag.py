@@ -1,0 +1,303 @@
+"""Retrieval-augmented answering: retrieve chunks from a store, answer with ``[n]`` citations and Sources.
+
+Retrieval is by vector (FAISS), BM25 (bm25s) or both fused by reciprocal rank, optionally re-ranked
+by maximal marginal relevance. Every candidate is scored by its cosine similarity to the question;
+when none reaches ``RAGConfig.min_score`` the chain says so instead of answering from nothing. The
+answer streams through ``prompt | chat model | StrOutputParser``, and any ``[n]`` that names a source
+that was not retrieved is stripped as it streams.
+
+    from llmapp import load_chat_model
+    from chains.rag import rag_chain, retrieve
+    chain = rag_chain("store", load_chat_model(max_tokens=128))
+    for piece in chain.stream("What is a VAE?"):
+        print(piece, end="", flush=True)
+
+    llmapp ask "What is a VAE?" --store store [--retrieval vector|bm25|hybrid] [--mmr] [-k 4]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from chains.index import Store
+from llmapp.config import RAGConfig
+from llmapp.errors import LLMAppError, PromptTooLong
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al. (2009); damps the weight of top ranks
+SNIPPET_CHARS = 120  # how much of a chunk the Sources list shows
+ABSTAIN = ("I could not find anything about that in the indexed documents, so I cannot answer it from them. "
+           "Try rephrasing the question, or index documents that cover it.")
+
+
+@dataclass
+class Source:
+    """One retrieved chunk, numbered as the answer cites it."""
+
+    n: int  # the citation number: [n]
+    source: str  # the file's absolute path
+    snippet: str  # the chunk's first words, one line, for the Sources list
+    score: float  # cosine similarity to the question
+    start: int  # character offsets of the chunk in the file's extracted text
+    end: int
+    text: str = ""  # the whole chunk, as the model read it
+
+
+def _as_store(store: Store | str | Path) -> Store:
+    return store if isinstance(store, Store) else Store.load(store)
+
+
+# ---------------------------------------------------------------------------------------------- retrieval
+
+def _vector_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
+    return [h.id for h in store.search_vector(qvec, n)]
+
+
+def _bm25_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
+    import bm25s
+
+    retriever = store.cache.get("bm25")
+    if retriever is None:  # built once per loaded store: a few ms per thousand chunks
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize([d["text"] for d in store.docs], stopwords="en", show_progress=False),
+                        show_progress=False)
+        store.cache["bm25"] = retriever
+    terms = [t for t in bm25s.tokenize([question], stopwords="en", return_ids=False, show_progress=False)[0]
+             if t in retriever.vocab_dict]
+    if not terms:  # every word is a stopword or unseen: BM25 has nothing to match on
+        return []
+    ids, scores = retriever.retrieve([terms], k=min(n, len(store)), show_progress=False)
+    return [int(i) for i, s in zip(ids[0], scores[0]) if s > 0]
+
+
+def _hybrid_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
+    fused: dict[int, float] = {}
+    for ranking in (_vector_ranking(store, question, qvec, n), _bm25_ranking(store, question, qvec, n)):
+        for rank, row in enumerate(ranking):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(fused, key=fused.__getitem__, reverse=True)
+
+
+RETRIEVERS: dict[str, Callable[[Store, str, Any, int], list[int]]] = {
+    "vector": _vector_ranking,
+    "bm25": _bm25_ranking,
+    "hybrid": _hybrid_ranking,
+}
+
+
+def retrieve(store: Store | str | Path, question: str, config: RAGConfig | None = None) -> list[Source]:
+    """The chunks to answer ``question`` from, numbered 1..k; empty when nothing is relevant.
+
+    Args:
+        store: a loaded :class:`~chains.index.Store` or its folder.
+        question: the user's question.
+        config: ``retrieval``, ``k``, ``fetch_k``, ``mmr``, ``mmr_lambda`` and ``min_score``.
+
+    Returns:
+        Up to ``config.k`` sources whose cosine similarity to the question is at least ``min_score``.
+    """
+    import numpy as np
+
+    config = config or RAGConfig()
+    store = _as_store(store)
+    if not question.strip():
+        raise LLMAppError("empty question: ask something about the indexed documents")
+    ranker = RETRIEVERS.get(config.retrieval)
+    if ranker is None:
+        raise LLMAppError(f"unknown retrieval {config.retrieval!r}; use one of: {', '.join(RETRIEVERS)}")
+    qvec = store.embed_query(question)
+    rows = ranker(store, question, qvec, max(config.fetch_k, config.k))
+    if not rows:
+        return []
+    cosine = np.asarray(store.vectors[rows], dtype="float32") @ qvec[0]  # (n,)
+    keep = [(r, float(c)) for r, c in zip(rows, cosine) if c >= config.min_score]
+    if config.mmr:
+        keep = _mmr(store, keep, config.k, config.mmr_lambda)
+    out = []
+    for n, (row, score) in enumerate(keep[:config.k], start=1):
+        doc = store.docs[row]
+        out.append(Source(n, doc["source"], _snippet(doc["text"]), round(score, 4), doc["start"], doc["end"], doc["text"]))
+    return out
+
+
+def _mmr(store: Store, candidates: list[tuple[int, float]], k: int, lam: float) -> list[tuple[int, float]]:
+    """Maximal marginal relevance: each pick maximizes lam*relevance - (1-lam)*similarity to earlier picks."""
+    import numpy as np
+
+    if not candidates:
+        return []
+    vecs = np.asarray(store.vectors[[r for r, _ in candidates]], dtype="float32")
+    relevance = np.array([c for _, c in candidates])
+    chosen: list[int] = []
+    while len(chosen) < min(k, len(candidates)):
+        redundancy = (vecs @ vecs[chosen].T).max(axis=1) if chosen else np.zeros(len(candidates))
+        score = lam * relevance - (1 - lam) * redundancy
+        score[chosen] = -np.inf
+        chosen.append(int(score.argmax()))
+    return [candidates[i] for i in chosen]
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "..."
+
+
+# ---------------------------------------------------------------------------------------------- answering
+
+def format_context(sources: list[Source]) -> str:
+    """The numbered sources as the prompt shows them."""
+    return "\n\n".join(f"[{s.n}] {' '.join(s.text.split())}" for s in sources)
+
+
+def format_sources(sources: list[Source], store: Store | None = None) -> str:
+    """The Sources block printed under an answer: ``[n] path — snippet`` per line."""
+    name = store.display_name if store is not None else (lambda p: p)
+    return "Sources:\n" + "\n".join(f"[{s.n}] {name(s.source)} — {s.snippet}" for s in sources)
+
+
+_CITATION = re.compile(r"\[\s*(?:[Ss]ource\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
+
+
+class CitationFilter:
+    """Streams text through, dropping ``[n]`` citations whose ``n`` was not retrieved.
+
+    A piece ending in an unclosed ``[`` is held back until the bracket closes (or grows too long to
+    be a citation), so a citation split across tokens is still checked.
+    """
+
+    def __init__(self, valid: set[int]) -> None:
+        self.valid, self.buf = valid, ""
+        self.cited: list[int] = []  # valid numbers, in order of first citation
+        self.invalid: list[int] = []  # numbers the model made up, stripped
+
+    def _clean(self, text: str) -> str:
+        def fix(m: re.Match) -> str:
+            nums = [int(x) for x in re.split(r"\s*,\s*", m.group(1))]
+            good = [n for n in nums if n in self.valid]
+            self.invalid += [n for n in nums if n not in self.valid]
+            self.cited += [n for n in good if n not in self.cited]
+            return "".join(f"[{n}]" for n in good)
+
+        return _CITATION.sub(fix, text)
+
+    def feed(self, piece: str) -> str:
+        self.buf += piece
+        cut = self.buf.rfind("[")
+        if cut >= 0 and "]" not in self.buf[cut:] and len(self.buf) - cut < 16:
+            out, self.buf = self.buf[:cut], self.buf[cut:]
+        else:
+            out, self.buf = self.buf, ""
+        return self._clean(out)
+
+    def flush(self) -> str:
+        out, self.buf = self._clean(self.buf), ""
+        return out
+
+
+class RAGChain(Runnable[Any, Any]):
+    """The Runnable :func:`rag_chain` returns: question in, cited answer (and sources) out, streamed."""
+
+    name = "rag_chain"
+
+    def __init__(self, store: Store, chat_model: Any, config: RAGConfig, return_sources: bool, prompt: Any) -> None:
+        from langchain_core.output_parsers import StrOutputParser
+
+        self.store, self.chat_model, self.config, self.return_sources = store, chat_model, config, return_sources
+        self.prompt = prompt
+        self.answer_chain = prompt | chat_model | StrOutputParser()
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if not self.return_sources:
+            return "".join(self.stream(input, config, **kwargs))
+        out = {"question": _question(input), "answer": "", "sources": [], "abstained": False}
+        for chunk in self.stream(input, config, **kwargs):
+            if "answer" in chunk:
+                out["answer"] += chunk["answer"]
+            else:
+                out.update(chunk)
+        return out
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        question = _question(input)
+        sources = self.fit(question, retrieve(self.store, question, self.config))
+        abstained = not sources
+        if self.return_sources:
+            yield {"sources": [dataclasses.asdict(s) for s in sources], "abstained": abstained}
+        wrap = (lambda text: {"answer": text}) if self.return_sources else (lambda text: text)
+        if abstained:
+            yield wrap(ABSTAIN)
+        else:
+            cites = CitationFilter({s.n for s in sources})
+            inner = self.answer_chain.stream({"question": question, "context": format_context(sources)}, config,
+                                             **kwargs)
+            try:
+                for piece in inner:
+                    if text := cites.feed(piece):
+                        yield wrap(text)
+            finally:
+                inner.close()  # stops the model within one token when our caller stops early
+            if tail := cites.flush():
+                yield wrap(tail)
+            if cites.invalid:
+                log.info("stripped citations of sources that were not retrieved: %s", sorted(set(cites.invalid)))
+        if not self.return_sources and sources:
+            yield "\n\n" + format_sources(sources, self.store)
+
+    def fit(self, question: str, sources: list[Source]) -> list[Source]:
+        """Drop the lowest-ranked sources until the prompt fits the chat model's window.
+
+        Raises:
+            PromptTooLong: the question alone does not fit.
+        """
+        count = getattr(self.chat_model, "get_num_tokens_from_messages", None)
+        window = getattr(self.chat_model, "context_window", None)
+        if count is None or not window:
+            return sources
+        room = window - int(getattr(self.chat_model, "max_tokens", 256) or 256)
+        kept = list(sources)
+        while True:
+            used = count(self.prompt.format_messages(question=question, context=format_context(kept)))
+            if used <= room:
+                return kept
+            if not kept:
+                raise PromptTooLong(f"the question is too long: with the answer prompt it takes {used} tokens, and "
+                                    f"only {room} fit the model's {window}-token window; shorten the question")
+            kept.pop()
+
+
+def _question(input: Any) -> str:
+    question = input.get("question") if isinstance(input, dict) else input
+    if not isinstance(question, str) or not question.strip():
+        raise LLMAppError("rag_chain takes a question: a non-empty string or {'question': str}")
+    return question.strip()
+
+
+def rag_chain(store: Store | str | Path, chat_model: Any, config: RAGConfig | None = None,
+              return_sources: bool = False, template: str = "rag_answer") -> Runnable:
+    """A Runnable that answers questions from a store with ``[n]`` citations.
+
+    Args:
+        store: a loaded :class:`~chains.index.Store` or its folder.
+        chat_model: any LangChain chat model (``llmapp.load_chat_model()``).
+        config: retrieval settings (:class:`~llmapp.config.RAGConfig`).
+        return_sources: False: the output is the answer followed by a Sources block, as ``str``
+            (``.stream()`` yields ``str`` pieces). True: ``invoke`` returns ``{"question", "answer",
+            "sources", "abstained"}``; ``.stream()`` yields ``{"sources", "abstained"}`` first,
+            then ``{"answer": piece}`` chunks.
+        template: the prompt template (variables ``question`` and ``context``).
+
+    Returns:
+        The chain; its input is a question ``str`` or ``{"question": str}``.
+    """
+    from prompts import load_prompt
+
+    return RAGChain(_as_store(store), chat_model, config or RAGConfig(), return_sources, load_prompt(template))
