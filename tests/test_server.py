@@ -238,7 +238,7 @@ def test_fifty_concurrent_streams_none_lost(served, client):
     print(f"50 streams in {elapsed:.1f} s: {50 / elapsed:.2f} req/s")
 
 
-def test_rag_model(tmp_path, llmapp_home):
+def test_rag_model(tmp_path):
     pytest.importorskip("chains.rag")
     from chains.index import build_index
 
@@ -252,7 +252,8 @@ def test_rag_model(tmp_path, llmapp_home):
         ask = [{"role": "user", "content": "Who invented the Zorblax protocol?"}]
         reply = client.chat.completions.create(model="rag:store", messages=ask, max_tokens=40)
         text = reply.choices[0].message.content
-        assert "[1]" in text and "notes.md" in text
+        assert "Mira Quell" in text and "Sources:\n[1] notes.md" in text
+        assert reply.usage.completion_tokens > 0
         streamed = client.chat.completions.create(model="rag:store", messages=ask, max_tokens=40, stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == text
 
@@ -265,6 +266,8 @@ def test_cli_serve_help_and_errors():
     assert result.exit_code == 0 and "llmapp serve --store" in result.output and "--api-key" in result.output
     result = runner.invoke(cli, ["serve", "--model", "minilm-l6-mlm", "--port", "0"])
     assert result.exit_code != 0 and "cannot serve" in str(result.exception)
+    result = runner.invoke(cli, ["serve", "--store", "/nonexistent/store", "--port", "0"])
+    assert result.exit_code != 0 and "llmapp index" in str(result.exception)
 
 
 def test_sse_wire_format(served):
