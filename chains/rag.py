@@ -164,43 +164,123 @@ def format_sources(sources: list[Source], store: Store | None = None) -> str:
     return "Sources:\n" + "\n".join(f"[{s.n}] {name(s.source)} — {s.snippet}" for s in sources)
 
 
-_CITATION = re.compile(r"\[\s*(?:[Ss]ource\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
+_CITATION = re.compile(r"(\s*)\[\s*(?:[Ss]ources?\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
 
 
 class CitationFilter:
-    """Streams text through, dropping ``[n]`` citations whose ``n`` was not retrieved.
+    """Streams an answer through, keeping only citations of retrieved sources and adding missing ones.
 
-    A piece ending in an unclosed ``[`` is held back until the bracket closes (or grows too long to
-    be a citation), so a citation split across tokens is still checked.
+    - ``[n]`` whose ``n`` was not retrieved is dropped (``invalid`` records it). A piece ending in an
+      unclosed ``[`` is held back until the bracket closes, so a citation split across tokens is checked.
+    - With ``attribute`` (sentence -> source number or None), a sentence that ends without a citation
+      gets one before its full stop: the source its text is most similar to. Small models often
+      answer well but forget the brackets; this keeps every claim traceable.
     """
 
-    def __init__(self, valid: set[int]) -> None:
-        self.valid, self.buf = valid, ""
-        self.cited: list[int] = []  # valid numbers, in order of first citation
+    def __init__(self, valid: set[int], attribute: Callable[[str], int | None] | None = None) -> None:
+        self.valid, self.attribute = valid, attribute
+        self.buf = ""  # raw text not yet checked (an unclosed "[")
+        self.sentence = ""  # the current sentence, as emitted so far
+        self.state, self.held = "text", ""  # "punct"/"gap": a possible sentence end, held in ``held``
+        self.after_cite = False  # a citation right after a full stop: it closes the sentence before it
+        self.cited: list[int] = []  # valid numbers the model wrote, in order of first citation
+        self.added: list[int] = []  # numbers added by attribution
         self.invalid: list[int] = []  # numbers the model made up, stripped
 
     def _clean(self, text: str) -> str:
         def fix(m: re.Match) -> str:
-            nums = [int(x) for x in re.split(r"\s*,\s*", m.group(1))]
+            nums = [int(x) for x in re.split(r"\s*,\s*", m.group(2))]
             good = [n for n in nums if n in self.valid]
             self.invalid += [n for n in nums if n not in self.valid]
             self.cited += [n for n in good if n not in self.cited]
-            return "".join(f"[{n}]" for n in good)
+            return m.group(1) + "".join(f"[{n}]" for n in good) if good else ""
 
         return _CITATION.sub(fix, text)
 
     def feed(self, piece: str) -> str:
+        """Take the next streamed piece; return the text that is safe to show now."""
         self.buf += piece
         cut = self.buf.rfind("[")
         if cut >= 0 and "]" not in self.buf[cut:] and len(self.buf) - cut < 16:
-            out, self.buf = self.buf[:cut], self.buf[cut:]
+            ready, self.buf = self.buf[:cut], self.buf[cut:]
         else:
-            out, self.buf = self.buf, ""
-        return self._clean(out)
+            ready, self.buf = self.buf, ""
+        return self._sentences(self._clean(ready))
 
     def flush(self) -> str:
-        out, self.buf = self._clean(self.buf), ""
+        """The held-back tail, with the last sentence attributed if it needs it."""
+        out = self._sentences(self._clean(self.buf))
+        self.buf = ""
+        if self.state == "text":
+            stripped = self.sentence.rstrip()
+            tail = self.sentence[len(stripped):]
+            return out + self._cite(stripped) + tail if stripped else out
+        out += self._cite(self.sentence) + self.held
+        self.state, self.held, self.sentence = "text", "", ""
         return out
+
+    def _sentences(self, text: str) -> str:
+        out = []
+        for ch in text:
+            if self.state == "punct":  # just saw . ! or ?: a sentence end only if whitespace follows
+                if ch.isspace():
+                    self.state, self.held = "gap", self.held + ch
+                    continue
+                out.append(self.held)
+                self.sentence += self.held
+                self.state, self.held = "text", ""
+            elif self.state == "gap":
+                if ch.isspace():
+                    self.held += ch
+                    continue
+                # "[" after the full stop: the model cites the sentence itself ("... . [1]")
+                out.append(self.held if ch == "[" else self._cite(self.sentence) + self.held)
+                self.after_cite = ch == "["  # the sentence ends when that citation closes
+                self.sentence = "" if ch != "[" else self.sentence
+                self.state, self.held = "text", ""
+            if ch in ".!?":
+                self.state, self.held = "punct", ch
+                continue
+            if ch == "\n" and self.sentence.strip():  # a list item or paragraph ends the sentence too
+                out.append(self._cite(self.sentence))
+                self.sentence = ""
+                out.append(ch)
+                continue
+            self.sentence += ch
+            out.append(ch)
+            if ch == "]" and self.after_cite:
+                self.sentence, self.after_cite = "", False
+        return "".join(out)
+
+    def _cite(self, sentence: str) -> str:
+        """`` [n]`` for a sentence without a citation, when attribution finds a source for it."""
+        if self.attribute is None or re.search(r"\[\d+\]", sentence) or len(sentence.split()) < 3:
+            return ""
+        n = self.attribute(sentence)
+        if n is None:
+            return ""
+        self.added.append(n)
+        return f" [{n}]"
+
+
+def attributor(store: Store, sources: list[Source], min_score: float) -> Callable[[str], int | None]:
+    """sentence -> the number of the source most similar to it (cosine >= ``min_score``), or None."""
+    import numpy as np
+
+    vecs = np.asarray(_encode_texts(store, [s.text for s in sources]), dtype="float32")
+
+    def best(sentence: str) -> int | None:
+        sims = vecs @ store.embed_query(sentence)[0]
+        i = int(sims.argmax())
+        return sources[i].n if sims[i] >= min_score else None
+
+    return best
+
+
+def _encode_texts(store: Store, texts: list[str]) -> Any:
+    from chains.index import _encode
+
+    return _encode(store.embeddings, texts)
 
 
 class RAGChain(Runnable[Any, Any]):
@@ -236,7 +316,8 @@ class RAGChain(Runnable[Any, Any]):
         if abstained:
             yield wrap(ABSTAIN)
         else:
-            cites = CitationFilter({s.n for s in sources})
+            attribute = attributor(self.store, sources, self.config.attribute_min_score) if self.config.attribute else None
+            cites = CitationFilter({s.n for s in sources}, attribute)
             inner = self.answer_chain.stream({"question": question, "context": format_context(sources)}, config,
                                              **kwargs)
             try:
@@ -247,6 +328,7 @@ class RAGChain(Runnable[Any, Any]):
                 inner.close()  # stops the model within one token when our caller stops early
             if tail := cites.flush():
                 yield wrap(tail)
+            log.info("citations: written %s, added by attribution %s", cites.cited, cites.added)
             if cites.invalid:
                 log.info("stripped citations of sources that were not retrieved: %s", sorted(set(cites.invalid)))
         if not self.return_sources and sources:

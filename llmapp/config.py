@@ -42,6 +42,8 @@ class RAGConfig:
     min_score: float = 0.25  # cosine similarity below which a chunk counts as irrelevant
     chunk_tokens: int = 200  # chunk size in embedding-model tokens (MiniLM truncates at 256)
     chunk_overlap: int = 30  # tokens shared by neighbouring chunks so sentences are not cut blind
+    attribute: bool = True  # cite an uncited answer sentence by its most similar source: small models forget [n]
+    attribute_min_score: float = 0.3  # cosine a sentence needs with a source to be attributed to it
 
 
 def apply_overrides(config: typing.Any, pairs: list[str] | dict[str, typing.Any]) -> typing.Any:
