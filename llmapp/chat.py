@@ -1,0 +1,501 @@
+"""The chat REPL's engine: a :class:`ChatSession` and its slash commands, free of terminal I/O.
+
+The session holds the history, the system prompt, generation settings (a ``GenerationConfig``), the
+chat model (switched through the registry) and, in RAG mode, a store. ``session.send(text)`` returns
+a :class:`Reply` to iterate piece by piece; the history is trimmed oldest-first to fit the context
+window, and every change is autosaved to a JSONL log (``llmapp.conversation``). The terminal front
+end lives in ``llmapp.terminal``; ``llmapp chat`` wires them together.
+
+    from llmapp.chat import ChatSession
+    session = ChatSession(settings={"max_tokens": 32})
+    for piece in session.send("My name is Ada."):
+        print(piece, end="", flush=True)
+    print(session.run_command("/tokens"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmapp.config import GenerationConfig, RAGConfig, apply_overrides
+from llmapp.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
+from llmapp.errors import LLMAppError
+from llmapp.models import DEFAULT_CHAT
+
+log = logging.getLogger(__name__)
+
+SESSION_KEYS = ("max_context",)  # /set keys that are the session's, not GenerationConfig's
+
+
+class ExitChat(Exception):
+    """Raised by ``/exit``: the front end leaves the loop."""
+
+
+class Reply:
+    """One streamed answer. Iterate it for text pieces; when iteration ends (or :meth:`stop` is
+    called after Ctrl-C) the answer joins the history, marked ``partial`` if it was cut short.
+
+    Attributes:
+        dropped: messages trimmed from the prompt to fit the context window (0 = none).
+        sources: RAG sources (``[{"n", "source", "snippet", "score", ...}]``), else empty.
+        text: the text so far.
+        output_tokens / elapsed / first_token_s: filled in as it streams, for the status line.
+    """
+
+    def __init__(self, session: ChatSession, pieces: Iterator[Any], dropped: int = 0, rag: bool = False) -> None:
+        self.session, self._pieces, self.dropped, self.rag = session, pieces, dropped, rag
+        self.sources: list[dict[str, Any]] = []
+        self.abstained = False
+        self.text = ""
+        self.partial = False
+        self.output_tokens: int | None = None
+        self.started = time.perf_counter()
+        self.first_token_s: float | None = None
+        self.elapsed = 0.0
+        self._done = False
+        if rag:  # the RAG chain's first chunk carries the sources: read it now so they show first
+            first = next(self._pieces, None)
+            if isinstance(first, dict):
+                self.sources = list(first.get("sources") or [])
+                self.abstained = bool(first.get("abstained"))
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._pieces:
+            piece = self._text_of(chunk)
+            if piece:
+                if self.first_token_s is None:
+                    self.first_token_s = time.perf_counter() - self.started
+                self.text += piece
+                yield piece
+        self._finish(partial=False)
+
+    def _text_of(self, chunk: Any) -> str:
+        if isinstance(chunk, dict):  # RAG: {"answer": piece} (or a late {"sources": ...})
+            if "sources" in chunk:
+                self.sources = list(chunk["sources"] or [])
+            return str(chunk.get("answer") or "")
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage:
+            self.output_tokens = usage.get("output_tokens")
+        return chunk.content if isinstance(chunk.content, str) else ""
+
+    def stop(self) -> None:
+        """Cancel generation (the model stops within one token) and keep what was said, marked partial."""
+        close = getattr(self._pieces, "close", None)
+        if close:
+            close()
+        self._finish(partial=True)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed after the first token (prefill excluded), or None for a one-token reply."""
+        n = self.output_tokens or 0
+        decode = self.elapsed - (self.first_token_s or 0.0)
+        return (n - 1) / decode if n > 1 and decode > 0 else None
+
+    def _finish(self, partial: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.partial = partial
+        self.elapsed = time.perf_counter() - self.started
+        if self.output_tokens is None and self.text:
+            self.output_tokens = self.session.count_text(self.text)
+        if self.text or not partial:
+            msg: dict[str, Any] = {"role": "assistant", "content": self.text}
+            if partial:
+                msg["partial"] = True
+            if self.sources:
+                msg["sources"] = self.sources
+            self.session.add_message(msg)
+
+
+@dataclass
+class Command:
+    """One slash command: the handler, its argument synopsis and a line of help."""
+
+    handler: Callable[[ChatSession, str], Any]  # (session, argument text) -> str | Reply | None
+    usage: str  # shown by /help after the name, e.g. "TEXT"
+    help: str
+
+
+class ChatSession:
+    """A conversation with a local chat model.
+
+    Args:
+        model: registry name, local HF directory, ``.gguf`` file or hub id.
+        system: the system prompt (None: the model's own default).
+        settings: ``GenerationConfig`` overrides, e.g. ``{"max_tokens": 64}`` or ``["temperature=0.7"]``.
+        max_context: cap on the context window in tokens (None: the model's window). A smaller
+            window trims sooner and keeps prefill fast on CPU.
+        store: a RAG store folder; answers then come from ``chains.rag`` with ``[n]`` citations.
+        log: where to autosave (None: do not save).
+        chat_model: an already built chat model to use instead of loading ``model``.
+    """
+
+    def __init__(self, model: str = DEFAULT_CHAT, system: str | None = None,
+                 settings: dict[str, Any] | list[str] | None = None, max_context: int | None = None,
+                 store: str | Path | None = None, log: ConversationLog | None = None,
+                 chat_model: Any = None) -> None:
+        self.model_name = model
+        self.system = system or None
+        self.config = GenerationConfig()
+        self.max_context = max_context
+        self.messages: list[dict[str, Any]] = []
+        self.log = log
+        self.rag_config = RAGConfig()
+        self.store: Any = None
+        self._chat_model = chat_model
+        self._load_lock = threading.Lock()
+        if settings:
+            self.set(settings, record=False)
+        if store:
+            self.use_store(store)
+
+    # -- the model ---------------------------------------------------------------------------
+    @property
+    def chat_model(self) -> Any:
+        """The chat model, built on first use (its weights come from the registry's shared cache)."""
+        with self._load_lock:
+            if self._chat_model is None:
+                from llmapp.models import load_chat_model
+
+                model = load_chat_model(self.model_name)
+                model.lm  # noqa: B018 - load the weights now, so errors surface here
+                self._chat_model = model
+            return self._chat_model
+
+    def preload(self) -> threading.Thread:
+        """Load the model in a background thread (the REPL does this while you type)."""
+        def run() -> None:
+            try:
+                self.chat_model  # noqa: B018
+            except Exception:  # noqa: BLE001 - the error resurfaces, one line, on first use
+                log.debug("preload failed", exc_info=True)
+
+        thread = threading.Thread(target=run, daemon=True, name="llmapp-preload")
+        thread.start()
+        return thread
+
+    @property
+    def context_window(self) -> int:
+        """Tokens available: the model's window, capped by ``max_context``."""
+        window = self.chat_model.context_window
+        return min(window, self.max_context) if self.max_context else window
+
+    def switch_model(self, name: str) -> None:
+        """Switch to another model (the history stays). Raises LLMAppError for an unknown name."""
+        from llmapp.models import load_chat_model, resolve
+
+        resolve(name, kind="chat" if name in _registry() else None)  # unknown -> error listing valid names
+        model = load_chat_model(name)
+        model.lm  # noqa: B018
+        with self._load_lock:
+            self._chat_model, self.model_name = model, name
+        self._record_settings()
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state(self) -> ChatState:
+        return ChatState(system=self.system, messages=[dict(m) for m in self.messages], model=self.model_name,
+                         settings=self.settings_dict())
+
+    def settings_dict(self) -> dict[str, Any]:
+        """Settings that differ from the defaults (what /save and the autosave record)."""
+        default = GenerationConfig()
+        out = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+               if getattr(self.config, f.name) != getattr(default, f.name)}
+        if self.max_context:
+            out["max_context"] = self.max_context
+        return out
+
+    def restore(self, state: ChatState, record: bool = True) -> None:
+        """Replace the history, system prompt and settings with ``state`` (from /load or --continue)."""
+        self.system, self.messages = state.system, [dict(m) for m in state.messages]
+        self.config, self.max_context = GenerationConfig(), None
+        if state.settings:
+            self.set(dict(state.settings), record=False)
+        if record:
+            self._record({"type": "reset"})
+            self._record({"type": "system", "content": self.system})
+            self._record_settings()
+            for m in self.messages:
+                self._record({"type": "message", **m})
+
+    def add_message(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self._record({"type": "message", **message})
+
+    def _record(self, event: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.append(event, header={"model": self.model_name, "system": self.system,
+                                           "settings": self.settings_dict()})
+
+    def record_start(self) -> None:
+        """Log the system prompt and settings now in force (after changing them on --continue)."""
+        self._record({"type": "system", "content": self.system})
+        self._record_settings()
+
+    def _record_settings(self) -> None:
+        self._record({"type": "settings", "values": self.settings_dict(), "model": self.model_name})
+
+    def set(self, pairs: dict[str, Any] | list[str], record: bool = True) -> None:
+        """Apply ``key=value`` settings (GenerationConfig fields, plus ``max_context``).
+
+        Raises:
+            LLMAppError: an unknown key or a bad value (one line; the settings stay as they were).
+        """
+        items = dict(p.split("=", 1) if "=" in p else (p, "") for p in pairs) if isinstance(pairs, list) else dict(pairs)
+        max_context = self.max_context
+        if "max_context" in items:
+            raw = items.pop("max_context")
+            try:
+                max_context = None if str(raw).lower() in ("none", "0", "") else int(raw)
+            except ValueError:
+                raise LLMAppError(f"bad value for max_context: {raw!r} is not an int") from None
+            if max_context is not None and max_context < 16:
+                raise LLMAppError("max_context must be at least 16 tokens (or none for the model's window)")
+        try:
+            config = apply_overrides(self.config, items)
+        except ValueError as exc:
+            extra = ", max_context" if str(exc).startswith("unknown setting") else ""
+            raise LLMAppError(f"{exc}{extra}") from None
+        _check_config(config)
+        self.config, self.max_context = config, max_context
+        if record:
+            self._record_settings()
+
+    # -- RAG ---------------------------------------------------------------------------------
+    def use_store(self, store: str | Path | None) -> None:
+        """Answer from a RAG store folder from now on (None: back to plain chat)."""
+        if store is None:
+            self.store = None
+            return
+        try:
+            from chains.index import Store
+        except ImportError as exc:
+            raise LLMAppError(f"RAG needs the chains package ({exc}); reinstall llmapp") from None
+        self.store = Store.load(Path(store).expanduser())
+
+    # -- talking -----------------------------------------------------------------------------
+    def count(self, messages: list[dict[str, Any]]) -> int:
+        """Tokens of ``messages`` rendered with the model's own chat template."""
+        return self.chat_model.get_num_tokens_from_messages(_to_lc(messages))
+
+    def count_text(self, text: str) -> int:
+        return len(self.chat_model.get_token_ids(text))
+
+    def context_usage(self) -> dict[str, int]:
+        """``{"used", "window", "reserved", "free", "messages"}`` for the history as it stands."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        used = self.count(head + [{"role": m["role"], "content": m["content"]} for m in self.messages]) \
+            if (self.messages or head) else 0
+        window = self.context_window
+        return {"used": used, "window": window, "reserved": self.config.max_tokens,
+                "free": max(0, window - used - self.config.max_tokens), "messages": len(self.messages)}
+
+    def send(self, text: str) -> Reply:
+        """Add a user message and start the reply.
+
+        Raises:
+            LLMAppError: an empty message, or one too long for the window even with no history.
+        """
+        if not text.strip():
+            raise LLMAppError("empty message: type something for the model to answer")
+        self.add_message({"role": "user", "content": text})
+        return self._answer()
+
+    def retry(self) -> Reply:
+        """Withdraw the last reply and generate it again (sample with /set temperature>0 to vary it)."""
+        while self.messages and self.messages[-1]["role"] == "assistant":
+            self.messages.pop()
+            self._record({"type": "pop"})
+        if not self.messages:
+            raise LLMAppError("nothing to retry yet: send a message first")
+        return self._answer()
+
+    def _answer(self) -> Reply:
+        model = self._model_with_settings()
+        if self.store is not None:
+            from chains.rag import rag_chain
+
+            chain = rag_chain(self.store, model, config=self.rag_config, return_sources=True)
+            return Reply(self, iter(chain.stream({"question": self.messages[-1]["content"]})), rag=True)
+        budget = self.context_window - self.config.max_tokens
+        if budget <= 0:
+            raise LLMAppError(f"max_tokens={self.config.max_tokens} leaves no room in the {self.context_window}-token "
+                              "window; /set max_tokens lower or max_context higher")
+        try:
+            kept, dropped = fit_history(self.messages, self.system, self.count, budget)
+        except LLMAppError:
+            self.messages.pop()  # the message that cannot fit does not stay to poison later turns
+            self._record({"type": "pop"})
+            raise
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return Reply(self, iter(model.stream(_to_lc(head + kept))), dropped=dropped)
+
+    def _model_with_settings(self) -> Any:
+        c = self.config
+        return self.chat_model.model_copy(update={
+            "max_tokens": c.max_tokens, "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k,
+            "repetition_penalty": c.repetition_penalty, "seed": c.seed, "stop": list(c.stop) or None})
+
+    # -- commands ----------------------------------------------------------------------------
+    def run_command(self, line: str) -> Any:
+        """Run a slash command line such as ``/set temperature=0.7``.
+
+        Returns:
+            Text to show, a :class:`Reply` to stream (``/retry``), or None.
+
+        Raises:
+            LLMAppError: unknown command or bad argument (one line).
+            ExitChat: ``/exit``.
+        """
+        name, _, arg = line.strip().partition(" ")
+        name = ALIASES.get(name.lower(), name.lower())
+        command = COMMANDS.get(name)
+        if command is None:
+            raise LLMAppError(f"unknown command {name}; try /help (commands: {', '.join(COMMANDS)})")
+        return command.handler(self, arg.strip())
+
+
+def _check_config(c: GenerationConfig) -> None:
+    if c.max_tokens < 1:
+        raise LLMAppError("max_tokens must be at least 1")
+    if c.temperature < 0:
+        raise LLMAppError("temperature must be 0 (greedy) or more")
+    if not 0 < c.top_p <= 1:
+        raise LLMAppError("top_p must be in (0, 1]")
+    if c.top_k < 0 or c.repetition_penalty <= 0:
+        raise LLMAppError("top_k must be 0 or more and repetition_penalty above 0")
+
+
+def _to_lc(messages: list[dict[str, Any]]) -> list[Any]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[m["role"]](content=m["content"]) for m in messages]
+
+
+def _registry() -> dict[str, Any]:
+    from llmapp.models import REGISTRY
+
+    return REGISTRY
+
+
+# -- slash command handlers: (session, argument) -> str | Reply | None --------------------------
+def _help(s: ChatSession, arg: str) -> str:
+    width = max(len(f"{n} {c.usage}") for n, c in COMMANDS.items())
+    lines = [f"{(n + ' ' + c.usage).strip():<{width}}  {c.help}" for n, c in COMMANDS.items()]
+    return "\n".join(lines + ['', 'Multi-line input: Esc then Enter (or Alt+Enter) for a new line, or wrap text in """ ... """.',
+                              "Ctrl-C stops a reply; Ctrl-D or /exit leaves."])
+
+
+def _reset(s: ChatSession, arg: str) -> str:
+    s.messages.clear()
+    s._record({"type": "reset"})
+    return "history cleared (system prompt and settings kept)"
+
+
+def _system(s: ChatSession, arg: str) -> str:
+    if not arg:
+        return f"system prompt: {s.system!r}" if s.system else "no system prompt (the model's default); set one with /system TEXT"
+    s.system = None if arg.lower() in ("none", "off", "default") else arg
+    s._record({"type": "system", "content": s.system})
+    return "system prompt set" if s.system else "system prompt cleared"
+
+
+def _model(s: ChatSession, arg: str) -> str:
+    if not arg:
+        names = ", ".join(n for n, spec in _registry().items() if spec.kind == "chat")
+        return f"model: {s.model_name} (chat models: {names}, or a local HF directory / .gguf file)"
+    s.switch_model(arg)
+    return f"model: {s.model_name} (context window {s.chat_model.context_window} tokens)"
+
+
+def _set(s: ChatSession, arg: str) -> str:
+    if arg:
+        pairs = arg.replace(",", " ").split()
+        bad = [p for p in pairs if "=" not in p]
+        if bad:
+            raise LLMAppError(f"expected key=value, got {bad[0]!r}; e.g. /set temperature=0.7 max_tokens=256")
+        s.set(pairs)
+    c = s.config
+    return (f"temperature={c.temperature} max_tokens={c.max_tokens} top_p={c.top_p} top_k={c.top_k} "
+            f"repetition_penalty={c.repetition_penalty} seed={c.seed} max_context={s.max_context or 'model'}")
+
+
+def _rag(s: ChatSession, arg: str) -> str:
+    if not arg:
+        return f"RAG store: {s.store.path}" if s.store is not None else "RAG is off; turn it on with /rag DIR"
+    if arg.lower() == "off":
+        s.use_store(None)
+        return "RAG off: plain chat"
+    s.use_store(arg)
+    return f"RAG on: answering from {arg} ({len(s.store)} chunks) with [n] citations"
+
+
+def _save(s: ChatSession, arg: str) -> str:
+    if not arg:
+        raise LLMAppError("give a file: /save chat.json (or .jsonl)")
+    return f"saved {len(s.messages)} messages to {save_state(s.state, Path(arg))}"
+
+
+def _load(s: ChatSession, arg: str) -> str:
+    if not arg:
+        raise LLMAppError("give a file: /load chat.json")
+    state = load_state(Path(arg))
+    s.restore(state)
+    note = f" (saved with model {state.model}; still using {s.model_name})" if state.model and state.model != s.model_name else ""
+    return f"loaded {len(state.messages)} messages from {arg}{note}"
+
+
+def _history(s: ChatSession, arg: str) -> str:
+    if not s.messages:
+        return "no messages yet"
+    lines = [f"system: {s.system}"] if s.system else []
+    for i, m in enumerate(s.messages, 1):
+        text = " ".join(m["content"].split())
+        text = text if len(text) <= 100 else text[:97] + "..."
+        mark = " [interrupted]" if m.get("partial") else ""
+        lines.append(f"{i:>3} {m['role']:<9} {text}{mark}")
+    return "\n".join(lines)
+
+
+def _tokens(s: ChatSession, arg: str) -> str:
+    u = s.context_usage()
+    pct = 100 * u["used"] / u["window"] if u["window"] else 0
+    return (f"context: {u['used']} of {u['window']} tokens ({pct:.0f}%) in {u['messages']} messages; "
+            f"{u['reserved']} reserved for the reply; {u['free']} free")
+
+
+def _retry(s: ChatSession, arg: str) -> Reply:
+    return s.retry()
+
+
+def _exit(s: ChatSession, arg: str) -> None:
+    raise ExitChat
+
+
+COMMANDS: dict[str, Command] = {
+    "/help": Command(_help, "", "show this help"),
+    "/reset": Command(_reset, "", "forget the conversation (keeps the system prompt and settings)"),
+    "/system": Command(_system, "TEXT", "set the system prompt (/system off: the model's default)"),
+    "/model": Command(_model, "NAME", "switch model (registry name, HF directory or .gguf); history stays"),
+    "/set": Command(_set, "KEY=VALUE ...", "temperature, max_tokens, top_p, top_k, seed, repetition_penalty, max_context"),
+    "/rag": Command(_rag, "DIR|off", "answer from a store with [n] citations, or turn RAG off"),
+    "/save": Command(_save, "FILE", "save the conversation (.json, or .jsonl)"),
+    "/load": Command(_load, "FILE", "load a saved conversation (replaces the current one)"),
+    "/history": Command(_history, "", "show the conversation so far"),
+    "/tokens": Command(_tokens, "", "context used vs the window, and room left for the reply"),
+    "/retry": Command(_retry, "", "regenerate the last reply"),
+    "/exit": Command(_exit, "", "leave (Ctrl-D works too)"),
+}
+ALIASES = {"/quit": "/exit", "/bye": "/exit", "/?": "/help", "/clear": "/reset"}
