@@ -37,13 +37,36 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmapp.config import RAGConfig
 from llmapp.errors import LLMAppError, ModelNotFound, PromptTooLong
 from llmapp.models import DEFAULT_CHAT, DEFAULT_EMBEDDINGS
-from llmapp.server_models import (Final, chat_producer, completion_producer, embeddings_producer, load_catalog,
-                                  lookup)
+from llmapp.server_models import (
+    Final,
+    chat_producer,
+    completion_producer,
+    embeddings_producer,
+    load_catalog,
+    lookup,
+)
 from llmapp.server_pool import Job, QueueFull, WorkerPool
-from llmapp.server_schemas import (APIError, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk,
-                                   ChatCompletionRequest, ChunkChoice, Completion, CompletionChoice,
-                                   CompletionRequest, Delta, EmbeddingItem, EmbeddingList, EmbeddingUsage, EmbeddingRequest,
-                                   ModelCard, ModelList, Usage, new_id)
+from llmapp.server_schemas import (
+    APIError,
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    Delta,
+    EmbeddingItem,
+    EmbeddingList,
+    EmbeddingRequest,
+    EmbeddingUsage,
+    ModelCard,
+    ModelList,
+    Usage,
+    new_id,
+)
 
 log = logging.getLogger(__name__)
 

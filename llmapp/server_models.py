@@ -216,7 +216,6 @@ def _rag_producer(served: ServedModel, messages: list[dict[str, str]], settings:
 def _rag_chain(served: ServedModel, settings: tuple) -> Any:
     """A RAG chain per (store, decoding settings): building one may index BM25, so reuse it."""
     from chains.rag import rag_chain
-
     from llmapp.models import load_chat_model
 
     chat = load_chat_model(served.chat_model, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings})
