@@ -180,11 +180,20 @@ class Store:
                  vectors: Any, embeddings: Any) -> None:
         self.path, self.manifest, self.index, self.docs = path, manifest, index, docs
         self.vectors = vectors  # (N, d) float32, row i = docs[i]
-        self.embeddings = embeddings
+        self._embeddings = embeddings  # None: the manifest's model, loaded on first query
         self.cache: dict[str, Any] = {}  # derived structures (the BM25 index) built once per store
 
     def __len__(self) -> int:
         return len(self.docs)
+
+    @property
+    def embeddings(self) -> Any:
+        """The model queries are embedded with (the store's own, unless another was given)."""
+        if self._embeddings is None:
+            from llmapp.models import load_embeddings
+
+            self._embeddings = load_embeddings(self.manifest["embedding_model"])
+        return self._embeddings
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, chunks={len(self)}, index={self.manifest['index_type']!r})"
@@ -229,7 +238,7 @@ class Store:
         if not self.docs or k <= 0:
             return []
         scores, ids = self.index.search(vector, min(k, len(self.docs)))
-        return [self.hit(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return [self.hit(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=False) if i >= 0]
 
     def hit(self, row: int, score: float) -> Hit:
         doc = self.docs[row]
@@ -310,9 +319,7 @@ def _tune(index: Any) -> None:
 
 def _check_embeddings(manifest: dict[str, Any], embeddings: Any, path: Path) -> Any:
     if embeddings is None:
-        from llmapp.models import load_embeddings
-
-        return load_embeddings(manifest["embedding_model"])
+        return None  # Store.embeddings loads the manifest's model when a query first needs it
     name = embedding_name(embeddings)
     if name != manifest["embedding_model"]:
         raise LLMAppError(f"store {path} was built with embeddings {manifest['embedding_model']!r}, not {name!r}; "
@@ -377,11 +384,6 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
         old = None
         if not rebuild and (store / MANIFEST).exists():
             old = Store.load(store, embeddings)  # refuses other embeddings and corrupt stores
-            embeddings = old.embeddings
-        if embeddings is None:
-            from llmapp.models import load_embeddings
-
-            embeddings = load_embeddings()
         report = IndexReport(store=str(store))
         old_files = old.manifest["files"] if old else {}
         roots = [Path(p).expanduser().resolve() for p in paths]
@@ -392,6 +394,11 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
                       and Path(f).exists() and not any(_under(Path(f), r) for r in roots)}
         kept.update(keep_other)  # files indexed earlier from other folders stay
 
+        if old and not todo and not report.files_removed and index_type in (None, old.manifest["index_type"]):
+            report.chunks, report.seconds = len(old), round(time.perf_counter() - t0, 3)
+            return report  # nothing changed: leave the store (and its timestamps) alone
+        if todo:  # the model is loaded only when something needs embedding
+            embeddings = embeddings or (old.embeddings if old else _default_embeddings())
         docs, vectors = [], []
         if old:
             rows = [i for i, d in enumerate(old.docs) if d["source"] in kept]
@@ -401,14 +408,15 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
         new_vectors = embed_chunks(embeddings, [d["text"] for d in new_docs], progress)
         docs += new_docs
         vectors.append(new_vectors)
-        dim = int(new_vectors.shape[1]) if len(new_vectors) else (old.manifest["dimension"] if old else _dim(embeddings))
+        dim = int(new_vectors.shape[1]) if len(new_vectors) else (old.manifest["dimension"] if old else 0)
         matrix = np.concatenate([v.reshape(-1, dim) for v in vectors]) if vectors else np.zeros((0, dim), "float32")
         if not len(docs):
             raise LLMAppError(f"nothing to index: all {len(files)} file(s) were skipped "
                               f"({'; '.join(report.skipped[:3])}); check the files")
         index_type = index_type or (old.manifest["index_type"] if old else "Flat")
         files_meta = {**kept, **{f: meta for f, meta in todo.items() if meta.get("chunks")}}
-        manifest = {"format_version": FORMAT_VERSION, "embedding_model": embedding_name(embeddings),
+        model_name = old.manifest["embedding_model"] if old else embedding_name(embeddings)
+        manifest = {"format_version": FORMAT_VERSION, "embedding_model": model_name,
                     "dimension": dim, "index_type": index_type, "chunk_tokens": config.chunk_tokens,
                     "chunk_overlap": config.chunk_overlap, "root": _common_root(files_meta),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files_meta}
@@ -473,9 +481,10 @@ def _tokenizer(embeddings: Any) -> Any:
     return tok
 
 
-def _dim(embeddings: Any) -> int:
-    dim = getattr(embeddings, "dimension", None)
-    return int(dim) if dim else len(_encode(embeddings, ["x"])[0])
+def _default_embeddings() -> Any:
+    from llmapp.models import load_embeddings
+
+    return load_embeddings()
 
 
 def embed_chunks(embeddings: Any, texts: list[str], progress: bool | Callable[[int, int], None] | None = None) -> Any:

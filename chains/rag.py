@@ -67,6 +67,7 @@ def _bm25_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
 
     retriever = store.cache.get("bm25")
     if retriever is None:  # built once per loaded store: a few ms per thousand chunks
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its own logger
         retriever = bm25s.BM25()
         retriever.index(bm25s.tokenize([d["text"] for d in store.docs], stopwords="en", show_progress=False),
                         show_progress=False)
@@ -76,7 +77,7 @@ def _bm25_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
     if not terms:  # every word is a stopword or unseen: BM25 has nothing to match on
         return []
     ids, scores = retriever.retrieve([terms], k=min(n, len(store)), show_progress=False)
-    return [int(i) for i, s in zip(ids[0], scores[0]) if s > 0]
+    return [int(i) for i, s in zip(ids[0], scores[0], strict=False) if s > 0]
 
 
 def _hybrid_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
@@ -119,7 +120,7 @@ def retrieve(store: Store | str | Path, question: str, config: RAGConfig | None 
     if not rows:
         return []
     cosine = np.asarray(store.vectors[rows], dtype="float32") @ qvec[0]  # (n,)
-    keep = [(r, float(c)) for r, c in zip(rows, cosine) if c >= config.min_score]
+    keep = [(r, float(c)) for r, c in zip(rows, cosine, strict=False) if c >= config.min_score]
     if config.mmr:
         keep = _mmr(store, keep, config.k, config.mmr_lambda)
     out = []

@@ -1,28 +1,55 @@
-"""``llmapp demo``: the main job on the bundled models, as run by ``make demo``.
+"""``llmapp demo``: the main job, as run by ``make demo``.
+
+Indexes the bundled generative-AI notes (``chains/demo_data/genai-notes``) into
+``$LLMAPP_HOME/demo-store`` (incrementally: the second run re-embeds nothing) and streams a cited
+answer to a question about them, with its Sources.
 
     llmapp demo
-    llmapp demo --question "What is a transformer?"
+    llmapp demo --question "How are VAEs trained?"
 """
 
 from __future__ import annotations
 
 import click
 
+DEFAULT_QUESTION = "What are the two neural networks in a GAN, and what does each one do?"
+
 
 @click.command()
-@click.option("--question", default="In two sentences, what is generative AI?", show_default=True,
-              help="What to ask the bundled chat model.")
-@click.option("--max-tokens", default=128, show_default=True, help="Longest reply, in tokens.")
-def demo(question: str, max_tokens: int) -> None:
-    """Stream an answer from the bundled chat model (SmolLM2-135M-Instruct).
+@click.option("--question", "-q", default=DEFAULT_QUESTION, show_default=True, help="What to ask about the notes.")
+@click.option("--max-tokens", default=128, show_default=True, help="Longest answer, in tokens.")
+@click.option("--retrieval", type=click.Choice(["vector", "bm25", "hybrid"]), default="hybrid", show_default=True,
+              help="How chunks are retrieved.")
+def demo(question: str, max_tokens: int, retrieval: str) -> None:
+    """Index the bundled demo notes and answer a question about them, with [n] citations.
 
     \b
     Example:
-      llmapp demo --question "Why is the sky blue?"
+      llmapp demo --question "What is LangChain?"
+      llmapp ask "What are flow-based models?" --store ~/.cache/llmapp/demo-store   # afterwards
     """
-    from llmapp import load_chat_model
+    import dataclasses
 
+    from chains import DEMO_DATA
+    from chains.index import build_index
+    from chains.rag import rag_chain
+    from llmapp import bundled, load_chat_model
+    from llmapp.config import RAGConfig
+
+    store = bundled.home() / "demo-store"
+    report = build_index([DEMO_DATA], store, progress=True)
+    state = "up to date" if not report.files_indexed else f"{report.files_indexed} file(s) embedded"
+    click.echo(f"Store {store}: {report.files_indexed + report.files_unchanged} notes, {report.chunks} chunks "
+               f"({state}, {report.seconds:.1f} s)")
+    click.echo(f"Try: llmapp ask \"...\" --store {store}\n")
+    chat = load_chat_model(max_tokens=max_tokens)
+    chain = rag_chain(store, chat, dataclasses.replace(RAGConfig(), retrieval=retrieval))
+    _ = chain.store.embeddings.client, chat.lm  # load both models now, so their load messages come before the answer
     click.echo(f"Q: {question}\nA: ", nl=False)
-    for chunk in load_chat_model(max_tokens=max_tokens).stream(question):
-        click.echo(chunk.content, nl=False)
+    stream = chain.stream(question)
+    try:
+        for piece in stream:
+            click.echo(piece, nl=False)
+    finally:
+        stream.close()
     click.echo()
