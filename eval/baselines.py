@@ -72,7 +72,7 @@ class WordMarkov:
 
     def fit(self, text: str) -> WordMarkov:
         tokens = _TOKEN.findall(text)
-        for a, b in zip(tokens, tokens[1:]):
+        for a, b in zip(tokens, tokens[1:], strict=False):
             self.next[a].append(b)
             if a in ".!?" and b[:1].isupper():
                 self.starts.append(b)

@@ -85,10 +85,10 @@ def plot_task(name: str, entry: dict[str, Any], path: Path) -> None:
         colours.append("#b0b0b0" if entry["systems"][s]["kind"] == "baseline" else palette(i % 10))
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.6, 0.45 * len(systems) + 1.4),
                              sharey=True, squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         values = [entry["systems"][s]["metrics"].get(metric) for s in systems]
         bars = ax.barh(range(len(systems)), [v or 0 for v in values], color=colours)
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + fmt(v), va="center", fontsize=8)
         ax.set_title(metric + ARROW[entry["metrics"].get(metric, "")], fontsize=10)
         ax.margins(x=0.25)

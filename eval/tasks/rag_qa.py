@@ -6,8 +6,8 @@ and keyword accuracy (answerable questions), retrieval hit@k (a retrieved chunk 
 expected source), citation precision (the cited chunks hold the answer: they contain every
 keyword, or come from an expected source when there are no keywords), and abstention rates.
 
-Baselines: an extractive BM25 answer (the sentence of the top BM25 chunk that shares most words
-with the question) and a random sentence from the store; both abstain where retrieval finds nothing.
+Baselines: an extractive BM25 answer (the sentence of the top-k BM25 chunks that shares most
+content words with the question) and a random sentence from the store; both abstain where retrieval finds nothing.
 
     llmapp eval rag-qa --model smollm2-135m-instruct --out runs/rag          # demo notes + genai-qa.jsonl
     llmapp eval rag-qa --store ./store --data rag-qa=my-qa.jsonl --set rag-qa.retrieval=vector --out runs/rag
@@ -98,10 +98,10 @@ class RAGQATask(Task):
             pool = sentences(doc["text"]) or [doc["text"]]
             src = {"n": 1, "source": doc["source"], "text": doc["text"]}
             return {"answer": rng.choice(pool) + " [1]", "sources": [src], "abstained": False}
-        q = set(re.findall(r"\w+", question.lower()))
-        pool = sentences(sources[0]["text"]) or [sources[0]["text"]]
-        best = max(pool, key=lambda s: len(q & set(re.findall(r"\w+", s.lower()))))
-        return {"answer": best + " [1]", "sources": sources, "abstained": False}
+        q = _content_words(question)
+        pool = [(s["n"], sent) for s in sources for sent in (sentences(s["text"]) or [s["text"]])]
+        n, best = max(pool, key=lambda p: len(q & _content_words(p[1])))  # ties: the higher-ranked chunk
+        return {"answer": f"{best} [{n}]", "sources": sources, "abstained": False}
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         ans = [r for r in records if r["answerable"]]
@@ -140,6 +140,14 @@ def score_answer(out: dict[str, Any], example: dict[str, Any], k: int) -> dict[s
         "citation_precision": sum(support) / len(support) if support else None,
         "cited": len(cited),
     }
+
+
+_STOP = frozenset("a an and are as at be by do does for from how in is it of on or that the to what when where "
+                  "which who why with".split())
+
+
+def _content_words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower())) - _STOP
 
 
 def _supports(source: dict[str, Any], keywords: list[str], expected: set[str]) -> bool:

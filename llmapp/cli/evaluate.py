@@ -41,7 +41,8 @@ def evaluate(tasks: tuple[str, ...], models: tuple[str, ...], store: str | None,
       llmapp eval retrieval --data retrieval=~/beir/scifact --out runs/scifact
       llmapp eval perplexity --data perplexity=notes.txt -m ./my-gpt-hf --out runs/ppl
     """
-    from eval.harness import REPORT_FILE, RESULTS_FILE, evaluate as run
+    from eval.harness import REPORT_FILE, RESULTS_FILE
+    from eval.harness import evaluate as run
     from eval.report import fmt
     from llmapp.errors import LLMAppError
 
