@@ -97,8 +97,15 @@ def read_document(path: Path) -> str:
     return text
 
 
+_LATIN = {"cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_9", "iso8859_15", "mac_roman"}
+
+
 def decode_bytes(data: bytes) -> str:
-    """Decode text of unknown encoding: UTF-8 (BOM or not), then charset detection, then latin-1."""
+    """Decode text of unknown encoding: UTF-8 (BOM or not), then charset detection, then latin-1.
+
+    Detection cannot tell the Latin code pages apart on a short text (``café`` reads as cp1250 too), so
+    when it lands on one of them, Windows-1252, the most common, is preferred if the bytes fit it.
+    """
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace")
     try:
@@ -110,6 +117,11 @@ def decode_bytes(data: bytes) -> str:
 
         best = from_bytes(data).best()
         if best is not None:
+            if best.encoding in _LATIN:
+                try:
+                    return data.decode("cp1252")
+                except UnicodeDecodeError:
+                    pass
             return str(best)
     except ImportError:  # charset-normalizer comes with requests, but is not a hard dependency
         pass
@@ -397,6 +409,8 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
         if old and not todo and not report.files_removed and index_type in (None, old.manifest["index_type"]):
             report.chunks, report.seconds = len(old), round(time.perf_counter() - t0, 3)
             return report  # nothing changed: leave the store (and its timestamps) alone
+        if index_type:
+            _check_index_type(index_type)  # fail before embedding, not after
         if todo:  # the model is loaded only when something needs embedding
             embeddings = embeddings or (old.embeddings if old else _default_embeddings())
         docs, vectors = [], []
@@ -408,11 +422,11 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
         new_vectors = embed_chunks(embeddings, [d["text"] for d in new_docs], progress)
         docs += new_docs
         vectors.append(new_vectors)
-        dim = int(new_vectors.shape[1]) if len(new_vectors) else (old.manifest["dimension"] if old else 0)
-        matrix = np.concatenate([v.reshape(-1, dim) for v in vectors]) if vectors else np.zeros((0, dim), "float32")
         if not len(docs):
             raise LLMAppError(f"nothing to index: all {len(files)} file(s) were skipped "
                               f"({'; '.join(report.skipped[:3])}); check the files")
+        dim = int(new_vectors.shape[1]) if len(new_vectors) else old.manifest["dimension"]
+        matrix = np.concatenate([v.reshape(-1, dim) for v in vectors if v.size])
         index_type = index_type or (old.manifest["index_type"] if old else "Flat")
         files_meta = {**kept, **{f: meta for f, meta in todo.items() if meta.get("chunks")}}
         model_name = old.manifest["embedding_model"] if old else embedding_name(embeddings)
@@ -511,6 +525,16 @@ def embed_chunks(embeddings: Any, texts: list[str], progress: bool | Callable[[i
     if bar is not None:
         bar.close()
     return np.concatenate(out) if out else np.zeros((0, 0), dtype="float32")
+
+
+def _check_index_type(index_type: str) -> None:
+    import faiss
+
+    try:
+        faiss.index_factory(8, index_type, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError:
+        raise LLMAppError(f"unknown FAISS index type {index_type!r}; use Flat, HNSW32, or an IVF factory "
+                          "string such as IVF256,Flat") from None
 
 
 def make_index(vectors: Any, index_type: str) -> Any:
