@@ -1,7 +1,7 @@
 """Turn a results dict into report.md and one bar-chart PNG per task, readable at a glance.
 
 Models are coloured, baselines grey; each panel is one metric with an arrow saying which way is
-better, and the best model value in each table column is bold.
+better, and, when several models are compared, the best model value in each column is bold.
 
     python -m eval.report runs/demo/results.json      # re-render report.md and the plots
 """
@@ -28,11 +28,11 @@ def fmt(value: Any) -> str:
 
 
 def _best(entry: dict[str, Any], metric: str) -> str | None:
-    """The model (not baseline) with the best value of ``metric``, if the metric has a direction."""
+    """The model (not baseline) with the best value of ``metric``, when two or more models are compared."""
     way = entry["metrics"].get(metric, "")
     vals = [(s["metrics"].get(metric), n) for n, s in entry["systems"].items()
             if s["kind"] == "model" and s["metrics"].get(metric) is not None]
-    if not way or not vals:
+    if not way or len(vals) < 2:  # bold means "best of the models compared": needs two of them
         return None
     return (max if way == "higher" else min)(vals)[1]
 
@@ -54,7 +54,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                   "|---|---|" + "---:|" * len(metrics)]
         best = {m: _best(entry, m) for m in metrics}
         for sys_name, s in entry["systems"].items():
-            cells = [f"**{fmt(s['metrics'].get(m))}**" if best[m] == sys_name and len(entry["systems"]) > 1
+            cells = [f"**{fmt(s['metrics'].get(m))}**" if best[m] == sys_name
                      else fmt(s["metrics"].get(m)) for m in metrics]
             lines.append(f"| {sys_name} | {s['kind']} | " + " | ".join(cells) + " |")
         if entry.get("plot"):

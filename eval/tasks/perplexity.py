@@ -44,7 +44,7 @@ class PerplexityConfig:
 
 class PerplexityTask(Task):
     name = "perplexity"
-    description = "token perplexity and bits per character on a text (sliding window)"
+    description = "token perplexity and bits per character on a text (sliding window; baselines' tokens are characters)"
     config_class = PerplexityConfig
     metrics: ClassVar[dict[str, str]] = {"bits_per_char": "lower", "token_perplexity": "lower",
                                          "tokens": "", "chars": ""}
