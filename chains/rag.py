@@ -203,6 +203,7 @@ class CitationFilter:
         self.buf += piece
         cut = self.buf.rfind("[")
         if cut >= 0 and "]" not in self.buf[cut:] and len(self.buf) - cut < 16:
+            cut = len(self.buf[:cut].rstrip())  # hold the space before it too: a stripped citation takes it along
             ready, self.buf = self.buf[:cut], self.buf[cut:]
         else:
             ready, self.buf = self.buf, ""
@@ -290,11 +291,8 @@ class RAGChain(Runnable[Any, Any]):
     name = "rag_chain"
 
     def __init__(self, store: Store, chat_model: Any, config: RAGConfig, return_sources: bool, prompt: Any) -> None:
-        from langchain_core.output_parsers import StrOutputParser
-
         self.store, self.chat_model, self.config, self.return_sources = store, chat_model, config, return_sources
         self.prompt = prompt
-        self.answer_chain = prompt | chat_model | StrOutputParser()
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         if not self.return_sources:
@@ -319,11 +317,13 @@ class RAGChain(Runnable[Any, Any]):
         else:
             attribute = attributor(self.store, sources, self.config.attribute_min_score) if self.config.attribute else None
             cites = CitationFilter({s.n for s in sources}, attribute)
-            inner = self.answer_chain.stream({"question": question, "context": format_context(sources)}, config,
-                                             **kwargs)
+            # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL
+            # sequence's stream leaves the model generating until garbage collection, closing this stops it.
+            messages = self.prompt.format_messages(question=question, context=format_context(sources))
+            inner = self.chat_model.stream(messages, config, **kwargs)
             try:
-                for piece in inner:
-                    if text := cites.feed(piece):
+                for chunk in inner:
+                    if text := cites.feed(chunk.text if hasattr(chunk, "text") else str(chunk.content)):
                         yield wrap(text)
             finally:
                 inner.close()  # stops the model within one token when our caller stops early
