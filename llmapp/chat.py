@@ -177,6 +177,7 @@ class ChatSession:
         def run() -> None:
             try:
                 self.chat_model  # noqa: B018
+                self.count([{"role": "user", "content": "hi"}])  # compiles the chat template (~0.1-1 s)
             except Exception:  # noqa: BLE001 - the error resurfaces, one line, on first use
                 log.debug("preload failed", exc_info=True)
 
@@ -293,13 +294,24 @@ class ChatSession:
         return len(self.chat_model.get_token_ids(text))
 
     def context_usage(self) -> dict[str, int]:
-        """``{"used", "window", "reserved", "free", "messages"}`` for the history as it stands."""
+        """How the history fills the window, counted the way the next prompt will be built.
+
+        Returns:
+            ``{"used", "window", "reserved", "free", "messages", "kept"}``: tokens of the prompt
+            after trimming, the window, tokens kept for the reply, what is left, and how many of
+            the messages (``kept``) still fit.
+        """
+        window, reserved = self.context_window, self.config.max_tokens
         head = [{"role": "system", "content": self.system}] if self.system else []
-        used = self.count(head + [{"role": m["role"], "content": m["content"]} for m in self.messages]) \
-            if (self.messages or head) else 0
-        window = self.context_window
-        return {"used": used, "window": window, "reserved": self.config.max_tokens,
-                "free": max(0, window - used - self.config.max_tokens), "messages": len(self.messages)}
+        kept = self.messages
+        try:
+            kept, _ = fit_history(self.messages, self.system, self.count, max(1, window - reserved))
+        except LLMAppError:
+            pass  # even the newest turn is too long: report the whole thing
+        rows = head + [{"role": m["role"], "content": m["content"]} for m in kept]
+        used = self.count(rows) if rows else 0
+        return {"used": used, "window": window, "reserved": reserved, "free": max(0, window - used - reserved),
+                "messages": len(self.messages), "kept": len(kept)}
 
     def send(self, text: str) -> Reply:
         """Add a user message and start the reply.
@@ -472,7 +484,10 @@ def _history(s: ChatSession, arg: str) -> str:
 def _tokens(s: ChatSession, arg: str) -> str:
     u = s.context_usage()
     pct = 100 * u["used"] / u["window"] if u["window"] else 0
-    return (f"context: {u['used']} of {u['window']} tokens ({pct:.0f}%) in {u['messages']} messages; "
+    dropped = u["messages"] - u["kept"]
+    where = (f"the newest {u['kept']} of {u['messages']} messages ({dropped} oldest no longer fit)" if dropped
+             else f"{u['messages']} messages")
+    return (f"context: {u['used']} of {u['window']} tokens ({pct:.0f}%) in {where}; "
             f"{u['reserved']} reserved for the reply; {u['free']} free")
 
 

@@ -12,6 +12,7 @@ bare replies (notices and errors go to stderr). Both drive a ``llmapp.chat.ChatS
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -59,17 +60,18 @@ def notice_for(reply: Reply, session: ChatSession) -> str | None:
             f"{session.context_window}-token context (system prompt kept)")
 
 
-def sources_text(reply: Reply) -> str:
-    """RAG sources as plain lines: ``[n] source: snippet``."""
+def sources_text(reply: Reply, store: Any = None) -> str:
+    """RAG sources as plain lines: ``[n] source: snippet`` (paths shortened by the store)."""
     if not reply.rag:
         return ""
     if not reply.sources:
         return "Sources: none relevant enough in the store"
+    name = getattr(store, "display_name", None) or str
     lines = ["Sources:"]
     for s in reply.sources:
         snippet = " ".join(str(s.get("snippet", "")).split())
         snippet = snippet if len(snippet) <= 80 else snippet[:77] + "..."
-        lines.append(f"[{s.get('n')}] {s.get('source')}: {snippet}")
+        lines.append(f"[{s.get('n')}] {name(str(s.get('source')))}: {snippet}")
     return "\n".join(lines)
 
 
@@ -113,7 +115,7 @@ def run_plain(session: ChatSession, stdin: TextIO, stdout: TextIO, stderr: TextI
                     stdout.write(piece)
                     stdout.flush()
                 stdout.write("\n")
-                if src := sources_text(result):
+                if src := sources_text(result, session.store):
                     stdout.write(src + "\n")
             elif result:
                 stdout.write(f"{result}\n")
@@ -219,18 +221,38 @@ class Terminal:
         render = (lambda text: Markdown(text)) if self.markdown else (lambda text: Text(text))
         waiting = threading.Event()
         spinner = threading.Thread(target=_spin, args=(live, waiting), daemon=True)
+        # Ctrl-C raises only while we wait on the model; arriving during a repaint it is held until
+        # the repaint ends, because an interrupted repaint leaves rich's cursor bookkeeping half-done
+        # (the reply then shows twice).
+        allow, pending = False, False
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            nonlocal pending
+            if allow:
+                raise KeyboardInterrupt
+            pending = True
+
+        def wait_for(step: Callable[[], Any]) -> Any:
+            nonlocal allow
+            if pending:
+                raise KeyboardInterrupt
+            allow = True
+            try:
+                return step()
+            finally:
+                allow = False
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             with live:
                 waiting.set()
                 spinner.start()
                 try:
-                    reply = start()
+                    reply = wait_for(start)
                     if note := notice_for(reply, self.session):
                         self.console.print(f"note: {note}", style="yellow", markup=False)
-                    if src := sources_text(reply):
-                        self.console.print(src, style="cyan", markup=False)
-                    last = 0.0
-                    for _ in reply:
+                    pieces, last = iter(reply), 0.0
+                    while wait_for(lambda: next(pieces, None)) is not None:
                         if waiting.is_set():
                             waiting.clear()
                             spinner.join()
@@ -250,6 +272,10 @@ class Terminal:
                 return
             reply.stop()
             self.console.print("[interrupted]", style="yellow", markup=False)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if src := sources_text(reply, self.session.store):
+            self.console.print(src, style="cyan", markup=False)
         self.console.print(status_text(reply, self.session), style="dim", markup=False)
 
     def _drop_unanswered(self) -> None:

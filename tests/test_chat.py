@@ -105,6 +105,9 @@ def test_session_trims_to_max_context_with_notice(session):
     assert reply.dropped > 0 and text
     assert session.messages[-1] == {"role": "assistant", "content": text}
     assert session.context_window == 160
+    usage = session.context_usage()
+    assert usage["kept"] < usage["messages"] and usage["used"] + usage["reserved"] <= 160
+    assert "oldest no longer fit" in session.run_command("/tokens")
 
 
 def test_message_too_long_is_refused_and_withdrawn(session):
