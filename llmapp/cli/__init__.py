@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "train": "llmapp.cli.train:train",
     "sample": "llmapp.cli.train:sample",
     "export": "llmapp.cli.train:export",
-    "finetune": "llmapp.cli.train:finetune",
+    "finetune": "llmapp.cli.finetune:finetune",
     "eval": "llmapp.cli.evaluate:evaluate",
     "bench": "llmapp.cli.bench:bench",
     "serve": "llmapp.cli.serve:serve",

@@ -1,0 +1,180 @@
+"""Training checkpoints on disk: safe to load, safe to interrupt, and exportable to Hugging Face.
+
+A checkpoint is a folder (``RUN/last`` or ``RUN/best``):
+
+    model.safetensors   the weights (tied embeddings stored once)
+    state.pt            optimizer, RNG and step state: tensors and plain containers only, read back
+                        with ``torch.load(weights_only=True)``, which cannot run code
+    config.json         the TrainConfig, the GPTConfig and the tokenizer, with a format version
+    history.json        every training loss and every evaluation so far
+
+It is written into a temporary folder and swapped in by renames, so a crash or a full disk while
+saving leaves the previous checkpoint intact.
+
+    llmapp export --ckpt runs/shakespeare/best --out runs/shakespeare-hf
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from llmapp.errors import LLMAppError
+
+FORMAT = 1
+# Linear weights that GPT-2's HF implementation stores as Conv1D, i.e. transposed.
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def save(folder: str | Path, model: Any, state: dict, config: dict, history: dict) -> Path:
+    """Write a checkpoint folder atomically; the old one survives until the new one is complete."""
+    import torch
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config}, indent=2))
+        (tmp / "history.json").write_text(json.dumps(history))
+        old = folder.with_name(folder.name + ".old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def find(folder: str | Path) -> Path:
+    """The checkpoint folder to read: ``folder`` itself, a run's ``last``, or a ``.old`` left by a crash."""
+    folder = Path(folder)
+    for candidate in (folder, folder / "last", folder.with_name(folder.name + ".old")):
+        if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
+            return candidate
+    raise LLMAppError(f"no checkpoint in {folder} (config.json + model.safetensors); "
+                      "point --ckpt at a run folder or its last/ or best/ subfolder")
+
+
+def read_config(folder: str | Path) -> dict:
+    cfg = json.loads((find(folder) / "config.json").read_text())
+    if cfg.get("format") != FORMAT:
+        raise LLMAppError(f"checkpoint format {cfg.get('format')} is not supported (expected {FORMAT})")
+    return cfg
+
+
+def tokenizer_of(config: dict):
+    """The tokenizer recorded in a checkpoint's config."""
+    from llmapp.data import tokenizer_from_dict
+
+    return tokenizer_from_dict(config["tokenizer"])
+
+
+def load_model(folder: str | Path, device: str = "cpu"):
+    """Rebuild the GPT of a checkpoint. Returns ``(model, tokenizer, config_dict)``."""
+    from safetensors.torch import load_model as load_weights
+
+    from llmapp.gpt import GPT, GPTConfig
+
+    path = find(folder)
+    cfg = read_config(path)
+    model = GPT(GPTConfig(**cfg["model"]))
+    load_weights(model, str(path / "model.safetensors"), device=device)
+    return model.to(device).eval(), tokenizer_of(cfg), cfg
+
+
+def load_state(folder: str | Path) -> dict:
+    """Optimizer/RNG/step state; ``weights_only=True`` refuses anything but tensors and containers."""
+    import torch
+
+    path = find(folder) / "state.pt"
+    if not path.exists():
+        raise LLMAppError(f"{path.parent} has weights but no training state (state.pt), so it cannot be resumed; "
+                          "start a new run, or fine-tune from it")
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def load_history(folder: str | Path) -> dict:
+    return json.loads((find(folder) / "history.json").read_text())
+
+
+def export_hf(ckpt: str | Path, out: str | Path) -> Path:
+    """Write a checkpoint as a Hugging Face ``GPT2LMHeadModel`` folder with its tokenizer.
+
+    The result loads with ``AutoModelForCausalLM``, ``llmapp.load_chat_model(out)`` and the chains.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model, tokenizer, cfg = load_model(ckpt)
+    m = cfg["model"]
+    hf_config = GPT2Config(vocab_size=m["vocab_size"], n_positions=m["block_size"], n_embd=m["n_embd"],
+                           n_layer=m["n_layer"], n_head=m["n_head"], activation_function="gelu_new",
+                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
+                           tie_word_embeddings=True, bos_token_id=None, eos_token_id=None)
+    if not m.get("bias", True):
+        raise LLMAppError("GPT-2 export needs bias=True; retrain with --set bias=true")
+    hf = GPT2LMHeadModel(hf_config)
+    sd = {k: (v.t() if k.endswith(_CONV1D) else v) for k, v in model.state_dict().items()}
+    missing, unexpected = hf.load_state_dict(sd, strict=False)
+    if unexpected or [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias", "lm_head.weight"))]:
+        raise LLMAppError(f"export mismatch: missing {missing}, unexpected {unexpected}")
+    hf.tie_weights()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        with torch.no_grad():
+            hf.save_pretrained(tmp)
+        tokenizer.to_hf().save_pretrained(tmp)
+        (tmp / "llmapp-export.json").write_text(json.dumps({"format": FORMAT, "source": str(find(ckpt)),
+                                                           "train_config": cfg.get("train", {})}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def plot_losses(history: dict, path: str | Path) -> None:
+    """Save the loss curve (train per step, smoothed; validation at each evaluation) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps, losses = history.get("train_steps", []), history.get("train_loss", [])
+    if losses:
+        k = max(1, len(losses) // 100)
+        smooth = [sum(losses[max(0, i - k):i + 1]) / len(losses[max(0, i - k):i + 1]) for i in range(len(losses))]
+        ax.plot(steps, smooth, label="train (smoothed)", lw=1)
+    evals = history.get("evals", [])
+    if evals:
+        ax.plot([e["step"] for e in evals], [e["val"] for e in evals], "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def config_dict(train_cfg: Any, model_cfg: Any, tokenizer: dict) -> dict:
+    return {"train": asdict(train_cfg), "model": asdict(model_cfg), "tokenizer": tokenizer}
