@@ -237,14 +237,14 @@ def summarize(text: str, chat_model: Any, strategy: str = "auto", progress: Any 
     return "".join(summarize_stream(text, chat_model, strategy, progress, config, run_config)).strip()
 
 
-def summarize_chain(chat_model: Any, strategy: str = "auto", config: SummarizeConfig | None = None) -> Runnable:
+def summarize_chain(chat_model: Any, strategy: str = "auto", settings: SummarizeConfig | None = None) -> Runnable:
     """A Runnable: ``{"text": str}`` or ``str`` in, summary ``str`` out; ``.stream()`` streams the last step."""
 
-    def transform(inputs: Iterator[Any], config_: RunnableConfig) -> Iterator[str]:
+    def transform(inputs: Iterator[Any], config: RunnableConfig) -> Iterator[str]:
         for value in inputs:
             text = value.get("text") if isinstance(value, dict) else value
             if not isinstance(text, str):
                 raise LLMAppError("summarize_chain takes a str or {'text': str}")
-            yield from summarize_stream(text, chat_model, strategy, None, config, config_)
+            yield from summarize_stream(text, chat_model, strategy, None, settings, config)
 
     return RunnableGenerator(transform, name=f"summarize:{strategy}")
