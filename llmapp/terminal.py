@@ -243,6 +243,7 @@ class Terminal:
                 allow = False
 
         previous = signal.signal(signal.SIGINT, on_sigint)
+        echo = _quiet_tty()
         try:
             with live:
                 waiting.set()
@@ -274,6 +275,7 @@ class Terminal:
             self.console.print("[interrupted]", style="yellow", markup=False)
         finally:
             signal.signal(signal.SIGINT, previous)
+            echo()
         if src := sources_text(reply, self.session.store):
             self.console.print(src, style="cyan", markup=False)
         self.console.print(status_text(reply, self.session), style="dim", markup=False)
@@ -284,6 +286,25 @@ class Terminal:
         if s.messages and s.messages[-1]["role"] == "user":
             s.messages.pop()
             s._record({"type": "pop"})
+
+
+def _quiet_tty() -> Callable[[], None]:
+    """Stop the terminal echoing keys (and ``^C``) while a reply streams; returns the undo.
+
+    rich pads each line to the full width, so an echoed ``^C`` would wrap onto a new line and the
+    repaint would leave the reply on screen twice. Keys typed meanwhile are kept for the next prompt.
+    """
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        quiet = list(saved)
+        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except Exception:  # noqa: BLE001 - no termios (Windows) or stdin is not a tty: nothing to quiet
+        return lambda: None
+    return lambda: termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def _spin(live: Any, waiting: threading.Event) -> None:
