@@ -74,6 +74,8 @@ class PerplexityTask(Task):
                 others = text[: len(text) // 2]  # a lone document: fit on its first half (a weaker baseline)
             charset = set("".join(d["text"] for d in self._docs))
             nll, tokens = CharNGram(self.config.ngram_order).fit(others, vocab=charset).nll(text), len(text)
+        elif is_checkpoint(system.spec):
+            nll, tokens = score_checkpoint(system.spec, text, self.config.window, self.config.stride)
         else:
             nll, tokens = score_hf(system.spec, text, self.config.window, self.config.stride)
         return {"nll_nats": nll, "tokens": tokens, "chars": len(text)}
@@ -120,6 +122,8 @@ def check_scorable(name: str) -> None:
 
     spec = REGISTRY.get(name)
     path = Path(name).expanduser()
+    if is_checkpoint(name):
+        return
     if (spec is not None and spec.kind != "chat") or (path.is_dir() and (path / "modules.json").exists()):
         kind = spec.kind if spec is not None else "sentence-transformers"
         valid = ", ".join(n for n, s in REGISTRY.items() if s.kind == "chat")
@@ -147,7 +151,50 @@ def score_hf(name: str, text: str, window: int, stride: int) -> tuple[float, int
                                                       else tok.eos_token_id)
     first = 0 if boundary is None else 1  # position of the first token that gets scored
     ids = ([boundary] if boundary is not None else []) + ids
-    window = max(2, min(window, lm.context_window))
+    nll, scored = sliding_nll(ids, first, min(window, lm.context_window), stride,
+                              lambda x: lm.model(x.to(lm.device)).logits)
+    if boundary is None:  # no boundary token to condition on: charge the first token at a uniform log(vocab)
+        return nll + math.log(len(tok)), scored + 1
+    return nll, scored
+
+
+def score_checkpoint(folder: str, text: str, window: int, stride: int) -> tuple[float, int]:
+    """Summed NLL (nats) and scored tokens of ``text`` under a training checkpoint of ``llmapp train``:
+    the minimal GPT (sliding window within its block size) or a baseline (Markov, LSTM).
+
+    A character model has no boundary token, so its first character is charged at a uniform
+    ``log(vocab)``; every character is then paid for, as with the other systems.
+    """
+    from llmapp import checkpoint
+
+    cfg = checkpoint.read_config(folder)
+    if cfg["train"].get("model_type", "gpt") != "gpt":
+        from llmapp.baselines import load_baseline
+
+        bpc = load_baseline(checkpoint.find(folder)).bits_per_char(text)
+        return bpc * len(text) * math.log(2), len(text)
+    model, tok, _ = checkpoint.load_model(folder)
+    ids = tok.encode(text)
+    nll, scored = sliding_nll(ids, 1, min(window, cfg["model"]["block_size"]), stride, lambda x: model(x)[0])
+    return nll + math.log(tok.vocab_size), scored + 1
+
+
+def is_checkpoint(name: str) -> bool:
+    """True for a folder written by ``llmapp train`` (a run, or its last/ or best/)."""
+    path = Path(name).expanduser()
+    return path.is_dir() and any((p / "config.json").exists() and (p / "history.json").exists()
+                                 for p in (path, path / "last"))
+
+
+def sliding_nll(ids: list[int], first: int, window: int, stride: int, logits_fn: Any) -> tuple[float, int]:
+    """Summed NLL (nats) of ``ids[first:]`` scored in windows of ``window`` tokens advancing by ``stride``.
+
+    Each token is scored once, with as much context as its window gives (the Hugging Face recipe).
+    ``logits_fn`` maps a (1, T) id tensor to (1, T, vocab) logits.
+    """
+    import torch
+
+    window = max(2, window)
     stride = max(1, min(stride, window - 1))
     nll, scored, done = 0.0, 0, first  # done: tokens before this position are already scored
     with torch.inference_mode():
@@ -155,8 +202,8 @@ def score_hf(name: str, text: str, window: int, stride: int) -> tuple[float, int
             end = min(begin + window, len(ids))
             if end <= done:
                 break
-            x = torch.tensor([ids[begin:end]], device=lm.device)
-            logp = torch.log_softmax(lm.model(x).logits[0, :-1].float(), dim=-1)  # (T-1, V): predicts x[1:]
+            x = torch.tensor([ids[begin:end]])
+            logp = torch.log_softmax(logits_fn(x)[0, :-1].float().cpu(), dim=-1)  # (T-1, V): predicts x[1:]
             lo = max(done, begin + 1)  # positions lo..end-1 are scored in this window
             targets = x[0, lo - begin:end - begin]
             nll -= logp[lo - begin - 1:end - begin - 1].gather(1, targets[:, None]).sum().item()
