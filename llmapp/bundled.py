@@ -135,7 +135,9 @@ def _convert(gguf: Path, target: Path) -> None:
     """Dequantize ``gguf`` and write it to ``target`` atomically (temp folder, then rename)."""
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.enable_progress_bar()  # ~20 s of dequantizing deserves a bar, even after quiet loads
     log.warning("first load of %s: dequantizing once into %s (about 20 s)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)

@@ -169,9 +169,8 @@ def load_causal_lm(name: str = DEFAULT_CHAT, device: str | None = None, dtype: s
 @functools.lru_cache(maxsize=4)
 def _load_causal_cached(path: str, name: str, device: str, dtype: str) -> LoadedLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a 1-second load needs no bar; the GGUF conversion keeps its own
+    _quiet_loading()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
@@ -181,6 +180,13 @@ def _load_causal_cached(path: str, name: str, device: str, dtype: str) -> Loaded
     model.to(device).eval()
     return LoadedLM(name=name, path=path, model=model, tokenizer=tokenizer, device=device,
                     context_window=context_window_of(model.config, tokenizer))
+
+
+def _quiet_loading() -> None:
+    """No "Loading weights" bar for loads that take a second; the GGUF conversion keeps its own bar."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def context_window_of(config: Any, tokenizer: Any = None) -> int:
@@ -198,6 +204,7 @@ def load_sentence_transformer(name: str = DEFAULT_EMBEDDINGS, device: str | None
     """A cached ``SentenceTransformer`` for a registry name, local directory or hub id."""
     from sentence_transformers import SentenceTransformer
 
+    _quiet_loading()
     path = resolve(name, kind=None if name not in REGISTRY else "embeddings")
     try:
         return SentenceTransformer(path, device=device or default_device())
