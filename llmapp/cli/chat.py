@@ -72,7 +72,7 @@ def chat(model: str | None, system: str | None, store: str | None, resume: bool,
         session.set({"max_context": max_context}, record=False)
     if store:
         session.use_store(store)
-    session.log = log  # attached last: a new log's header records the starting state in one line
+    session.log = None if no_save else log  # attached last: a new log's header records the starting state
     if resume and (system is not None or settings or max_context is not None or model):
         session.record_start()
     if not is_interactive():
