@@ -42,7 +42,7 @@ FORMAT_VERSION = 1  # bump when the store layout changes; older stores are refus
 MANIFEST, INDEX_FILE, DOCSTORE, VECTORS = "manifest.json", "index.faiss", "docstore.jsonl", "vectors.npy"
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")  # what a folder walk picks up
 EMBED_BATCH = 512  # chunks per encode call: large enough to keep encode at full speed, small enough for a live bar
-HNSW_EF_SEARCH = 128  # HNSW search breadth; 128 keeps recall@10 above 0.95 at 100k chunks
+HNSW_EF_SEARCH = 256  # HNSW search breadth: 128 gave recall@10 of 0.92 at 10k chunks, 256 buys it back
 IVF_NPROBE = 16  # IVF lists visited per query; a recall/latency trade-off
 
 
@@ -169,8 +169,11 @@ def split_text(text: str, tokenizer: Any, config: RAGConfig) -> list[tuple[int, 
     """
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=config.chunk_tokens, chunk_overlap=config.chunk_overlap, add_start_index=True)
+    def length(piece: str) -> int:  # verbose=False: counting a long piece is fine, we never feed it whole
+        return len(tokenizer.encode(piece, add_special_tokens=False, verbose=False))
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=config.chunk_tokens, chunk_overlap=config.chunk_overlap,
+                                              length_function=length, add_start_index=True)
     out = []
     for doc in splitter.create_documents([text]):
         start = int(doc.metadata.get("start_index", -1))

@@ -114,7 +114,7 @@ def test_binary_files_are_skipped_and_counted_and_encodings_decoded(tmp_path, em
     texts = " ".join(d["text"] for d in Store.load(tmp_path / "store").docs)
     assert "café crème" in texts and "naïve résumé" in texts and "“hello”" in texts
     assert "Kiwis are fuzzy" in texts and "var x" not in texts and "\ufeff" not in texts
-    assert decode_bytes("é".encode("utf-8")) == "é"
+    assert decode_bytes("é".encode()) == "é"
 
 
 def test_all_files_skipped_is_an_error(tmp_path):
