@@ -34,6 +34,7 @@ from llmapp.errors import LLMAppError, PromptTooLong
 log = logging.getLogger(__name__)
 
 RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al. (2009); damps the weight of top ranks
+ANSWER_STOPS = ["\nQuestion:", "\nSources:"]  # where an answer that runs on has clearly ended
 SNIPPET_CHARS = 120  # how much of a chunk the Sources list shows
 ABSTAIN = ("I could not find anything about that in the indexed documents, so I cannot answer it from them. "
            "Try rephrasing the question, or index documents that cover it.")
@@ -320,7 +321,8 @@ class RAGChain(Runnable[Any, Any]):
             # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL
             # sequence's stream leaves the model generating until garbage collection, closing this stops it.
             messages = self.prompt.format_messages(question=question, context=format_context(sources))
-            inner = self.chat_model.stream(messages, config, **kwargs)
+            # Small models run on into a made-up next "Question:"; the answer ends there.
+            inner = self.chat_model.stream(messages, config, **{"stop": ANSWER_STOPS, **kwargs})
             try:
                 for chunk in inner:
                     if text := cites.feed(chunk.text if hasattr(chunk, "text") else str(chunk.content)):
