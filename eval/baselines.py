@@ -8,56 +8,14 @@ lead-k and random sentence pickers. Pure Python, no models, fitted in millisecon
 
 from __future__ import annotations
 
-import math
 import random
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 
+from llmapp.baselines import CharNGram  # the character n-gram is also a trainable baseline; one copy serves both
 
-class CharNGram:
-    """A character n-gram language model with Witten-Bell interpolation down to a uniform distribution.
-
-    Witten-Bell gives unseen characters after a context the share of probability that context spent
-    on new characters, so the model is a proper distribution with no tuned constants.
-
-    Args:
-        order: characters of context plus one (5: four characters of context).
-    """
-
-    def __init__(self, order: int = 5) -> None:
-        self.order = order
-        self.counts: list[defaultdict[str, Counter]] = [defaultdict(Counter) for _ in range(order)]
-        self.vocab: set[str] = set()
-
-    def fit(self, text: str, vocab: set[str] | None = None) -> CharNGram:
-        """Count n-grams in ``text``. ``vocab`` adds characters the uniform floor must cover (those of
-        the text to be scored), so unseen characters get a small, finite probability."""
-        self.vocab = set(text) | (vocab or set())
-        for i, ch in enumerate(text):
-            for n in range(self.order):  # n = context length
-                if i - n < 0:
-                    break
-                self.counts[n][text[i - n:i]][ch] += 1
-        return self
-
-    def prob(self, history: str, ch: str) -> float:
-        """P(ch | the last order-1 characters of history)."""
-        p = 1.0 / max(1, len(self.vocab | {ch}))
-        for n in range(self.order):
-            if n > len(history):
-                break
-            ctx = history[len(history) - n:] if n else ""
-            seen = self.counts[n].get(ctx)
-            if not seen:
-                break  # a longer context was never seen either
-            total, types = sum(seen.values()), len(seen)
-            p = (seen.get(ch, 0) + types * p) / (total + types)
-        return p
-
-    def nll(self, text: str) -> float:
-        """Summed negative log-likelihood of ``text`` in nats, every character scored."""
-        return -sum(math.log(self.prob(text[max(0, i - self.order + 1):i], ch)) for i, ch in enumerate(text))
+__all__ = ["CharNGram", "WordMarkov", "lead", "random_sentences"]
 
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")

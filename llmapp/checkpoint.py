@@ -27,6 +27,7 @@ from typing import Any
 from llmapp.errors import LLMAppError
 
 FORMAT = 1
+WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
 # Linear weights that GPT-2's HF implementation stores as Conv1D, i.e. transposed.
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
@@ -60,7 +61,7 @@ def find(folder: str | Path) -> Path:
     """The checkpoint folder to read: ``folder`` itself, a run's ``last``, or a ``.old`` left by a crash."""
     folder = Path(folder)
     for candidate in (folder, folder / "last", folder.with_name(folder.name + ".old")):
-        if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
+        if (candidate / "config.json").exists() and any((candidate / w).exists() for w in WEIGHTS):
             return candidate
     raise LLMAppError(f"no checkpoint in {folder} (config.json + model.safetensors); "
                       "point --ckpt at a run folder or its last/ or best/ subfolder")
@@ -84,11 +85,19 @@ def load_model(folder: str | Path, device: str = "cpu"):
     """Rebuild the GPT of a checkpoint. Returns ``(model, tokenizer, config_dict)``."""
     from safetensors.torch import load_model as load_weights
 
-    from llmapp.gpt import GPT, GPTConfig
-
     path = find(folder)
     cfg = read_config(path)
-    model = GPT(GPTConfig(**cfg["model"]))
+    kind = cfg["train"].get("model_type", "gpt")
+    if kind == "gpt":
+        from llmapp.gpt import GPT, GPTConfig
+
+        model = GPT(GPTConfig(**cfg["model"]))
+    elif kind == "lstm":
+        from llmapp.baselines import CharLSTM, LSTMConfig
+
+        model = CharLSTM(LSTMConfig(**cfg["model"]))
+    else:
+        raise LLMAppError(f"{path} holds a {kind} baseline, not a network; load it with llmapp.baselines")
     load_weights(model, str(path / "model.safetensors"), device=device)
     return model.to(device).eval(), tokenizer_of(cfg), cfg
 
@@ -117,6 +126,8 @@ def export_hf(ckpt: str | Path, out: str | Path) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model, tokenizer, cfg = load_model(ckpt)
+    if cfg["train"].get("model_type", "gpt") != "gpt":
+        raise LLMAppError("only GPT checkpoints export to Hugging Face; baselines are scored and sampled in place")
     m = cfg["model"]
     hf_config = GPT2Config(vocab_size=m["vocab_size"], n_positions=m["block_size"], n_embd=m["n_embd"],
                            n_layer=m["n_layer"], n_head=m["n_head"], activation_function="gelu_new",

@@ -128,7 +128,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     from accelerate import Accelerator
 
     from llmapp.data import Dataset, get_batch, prepare
-    from llmapp.gpt import GPT, GPTConfig
 
     out = Path(cfg.out_dir)
     ds = _dataset(cfg, out, Dataset, prepare)
@@ -137,9 +136,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
     acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
-    mcfg = GPTConfig(vocab_size=ds.meta["vocab_size"], block_size=cfg.block_size, n_layer=cfg.n_layer,
-                     n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
-    model = GPT(mcfg)
+    model, mcfg = build_model(cfg, ds.meta["vocab_size"])
     opt = _optimizer(model, cfg, acc.device)
     gen = torch.Generator().manual_seed(cfg.seed)  # batch sampling only, so evaluation does not shift it
     step, best_val, history = 0, float("inf"), {"train_steps": [], "train_loss": [], "evals": []}
@@ -230,6 +227,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     seconds = time.perf_counter() - t0
     return TrainResult(out, step, best_val, history["evals"][-1]["val"], seconds,
                        (step - start_step) * tokens_per_step / max(seconds, 1e-9), history)
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> tuple[Any, Any]:
+    """The model a run trains, and its config: the GPT, or the character LSTM baseline."""
+    if cfg.model_type == "gpt":
+        from llmapp.gpt import GPT, GPTConfig
+
+        mcfg = GPTConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                         n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+        return GPT(mcfg), mcfg
+    if cfg.model_type == "lstm":
+        from llmapp.baselines import CharLSTM, LSTMConfig
+
+        mcfg = LSTMConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=min(cfg.n_layer, 2),
+                          n_embd=2 * cfg.n_embd, dropout=cfg.dropout)
+        return CharLSTM(mcfg), mcfg
+    raise LLMAppError(f"model_type {cfg.model_type!r} is not trained by gradient descent here; use gpt or lstm "
+                      "(markov is fitted by `llmapp train --set model_type=markov`)")
 
 
 def _dataset(cfg: TrainConfig, out: Path, Dataset: Any, prepare: Any) -> Any:

@@ -168,11 +168,10 @@ def score_checkpoint(folder: str, text: str, window: int, stride: int) -> tuple[
     from llmapp import checkpoint
 
     cfg = checkpoint.read_config(folder)
-    if cfg["train"].get("model_type", "gpt") != "gpt":
-        from llmapp.baselines import load_baseline
+    if cfg["train"].get("model_type", "gpt") == "markov":
+        from llmapp.baselines import load_markov
 
-        bpc = load_baseline(checkpoint.find(folder)).bits_per_char(text)
-        return bpc * len(text) * math.log(2), len(text)
+        return load_markov(checkpoint.find(folder)).nll(text), len(text)
     model, tok, _ = checkpoint.load_model(folder)
     ids = tok.encode(text)
     nll, scored = sliding_nll(ids, 1, min(window, cfg["model"]["block_size"]), stride, lambda x: model(x)[0])
@@ -183,7 +182,7 @@ def is_checkpoint(name: str) -> bool:
     """True for a folder written by ``llmapp train`` (a run, or its last/ or best/)."""
     path = Path(name).expanduser()
     return path.is_dir() and any((p / "config.json").exists() and (p / "history.json").exists()
-                                 for p in (path, path / "last"))
+                                 for p in (path, path / "last"))  # written by llmapp train (GPT, LSTM, Markov)
 
 
 def sliding_nll(ids: list[int], first: int, window: int, stride: int, logits_fn: Any) -> tuple[float, int]:

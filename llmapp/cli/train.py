@@ -51,11 +51,10 @@ def train(data: str, preset: str | None, config_file: str | None, overrides: tup
         cfg = apply_overrides(cfg, list(overrides) + [f"data={data}", f"out_dir={run_dir}"])
     except (ValueError, json.JSONDecodeError) as exc:
         raise LLMAppError(str(exc)) from None
-    if cfg.model_type != "gpt":
-        from llmapp.baselines import train_baseline
+    if cfg.model_type == "markov":
+        from llmapp.baselines import train_markov
 
-        path = train_baseline(cfg, cfg.model_type, progress=not quiet)
-        click.echo(f"saved {cfg.model_type} baseline to {path}")
+        click.echo(f"saved the Markov baseline to {train_markov(cfg, progress=not quiet)}")
         return
     result = run(cfg, resume=resume, progress=not quiet)
     click.echo(f"done: {result.steps} steps in {result.seconds:.1f} s ({result.tokens_per_s:,.0f} tokens/s); "
@@ -87,18 +86,17 @@ def sample(ckpt: str, prompt: str, max_tokens: int, temperature: float, top_k: i
     from llmapp.errors import LLMAppError
 
     cfg = checkpoint.read_config(ckpt)
-    if cfg["train"].get("model_type", "gpt") != "gpt":
-        from llmapp.baselines import load_baseline
-
-        model = load_baseline(checkpoint.find(ckpt))
-        tok = checkpoint.tokenizer_of(cfg)
-        for i in range(num_samples):
-            ids = model.generate(tok.encode(prompt), max_tokens, temperature, top_k, None if seed is None else seed + i)
-            click.echo(tok.decode(ids) + ("\n---------------" if num_samples > 1 else ""))
-        return
-    model, tok, _ = checkpoint.load_model(ckpt)
     if not prompt:
         raise LLMAppError("empty prompt; pass --prompt TEXT (the default is a newline)")
+    if cfg["train"].get("model_type", "gpt") == "markov":
+        from llmapp.baselines import load_markov
+
+        chain = load_markov(checkpoint.find(ckpt))
+        for i in range(num_samples):
+            text = chain.generate(prompt, max_tokens, temperature, top_k, None if seed is None else seed + i)
+            click.echo(text + ("\n---------------" if num_samples > 1 else ""))
+        return
+    model, tok, _ = checkpoint.load_model(ckpt)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     x = torch.tensor([tok.encode(prompt)], dtype=torch.long)
     for _ in range(num_samples):
