@@ -13,7 +13,9 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 
-from llmapp.baselines import CharNGram  # the character n-gram is also a trainable baseline; one copy serves both
+from llmapp.baselines import (
+    CharNGram,  # the character n-gram is also a trainable baseline; one copy serves both
+)
 
 __all__ = ["CharNGram", "WordMarkov", "lead", "random_sentences"]
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.errors import LLMAppError
+from llmapp.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +129,9 @@ def markdown_table(results: dict[str, Any]) -> str:
 def write_results(results: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
     """Write the JSON to ``path`` and the Markdown table beside it (same stem, ``.md``), atomically."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     md = path.with_suffix(".md")
-    for target, text in ((path, json.dumps(results, indent=2, default=str)), (md, markdown_table(results))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
+    write_text(path, json.dumps(results, indent=2, default=str))
+    write_text(md, markdown_table(results))
     return path, md
 
 

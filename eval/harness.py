@@ -22,7 +22,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from eval.tasks import EvalContext, Task, get_task
 from llmapp.config import apply_overrides
 from llmapp.errors import LLMAppError
+from llmapp.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +170,8 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
         if entry["plot_metrics"]:
             plot_task(name, entry, png)
             entry["plot"] = png.name
-    _atomic_write(out / RESULTS_FILE, json.dumps(results, indent=2, default=str))
-    _atomic_write(out / REPORT_FILE, render_markdown(results))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(out / RESULTS_FILE, json.dumps(results, indent=2, default=str))
+    write_text(out / REPORT_FILE, render_markdown(results))
 
 
 def _fingerprint(task: str, config: dict, system: dict, seed: int) -> str:

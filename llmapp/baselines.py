@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmapp.errors import LLMAppError
+from llmapp.files import write_text
 
 
 class CharNGram:
@@ -100,10 +100,7 @@ class CharNGram:
         """JSON, written atomically (never pickle)."""
         data = {"format": 1, "order": self.order, "vocab": sorted(self.vocab),
                 "counts": [{ctx: dict(c) for ctx, c in level.items()} for level in self.counts]}
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(data))
 
     @classmethod
     def load(cls, path: str | Path) -> CharNGram:

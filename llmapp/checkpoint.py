@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from llmapp.errors import LLMAppError
+from llmapp.files import replace_dir
 
 FORMAT = 1
 WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
@@ -37,24 +36,12 @@ def save(folder: str | Path, model: Any, state: dict, config: dict, history: dic
     import torch
     from safetensors.torch import save_model
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with replace_dir(folder) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config}, indent=2))
         (tmp / "history.json").write_text(json.dumps(history))
-        old = folder.with_name(folder.name + ".old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def find(folder: str | Path) -> Path:
@@ -141,22 +128,12 @@ def export_hf(ckpt: str | Path, out: str | Path) -> Path:
     if unexpected or [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias", "lm_head.weight"))]:
         raise LLMAppError(f"export mismatch: missing {missing}, unexpected {unexpected}")
     hf.tie_weights()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        with torch.no_grad():
-            hf.save_pretrained(tmp)
+    with replace_dir(out) as tmp, torch.no_grad():
+        hf.save_pretrained(tmp)
         tokenizer.to_hf().save_pretrained(tmp)
         (tmp / "llmapp-export.json").write_text(json.dumps({"format": FORMAT, "source": str(find(ckpt)),
                                                            "train_config": cfg.get("train", {})}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def plot_losses(history: dict, path: str | Path) -> None:

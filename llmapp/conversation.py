@@ -23,7 +23,6 @@ import logging
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 from llmapp import bundled
 from llmapp.errors import LLMAppError, PromptTooLong
+from llmapp.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def save_state(state: ChatState, path: Path) -> Path:
     else:
         text = json.dumps({"version": FORMAT_VERSION, "model": state.model, "system": state.system,
                            "settings": state.settings, "messages": state.messages}, indent=2, ensure_ascii=False)
-    atomic_write(path, text)
+    write_text(path, text)
     return path
 
 
@@ -271,21 +271,6 @@ def load_state(path: Path) -> ChatState:
         raise LLMAppError(f"{path} is not a saved conversation: {exc}") from None
     return ChatState(system=system, messages=messages, model=data.get("model"),
                      settings=dict(data.get("settings") or {}))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fit_history(messages: list[dict[str, Any]], system: str | None, count: Callable[[list[dict]], int],

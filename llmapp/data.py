@@ -11,15 +11,14 @@ train, the last 10% validate, so validation losses compare with its published fi
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from llmapp.errors import LLMAppError
+from llmapp.files import write_bytes, write_text
 
 FORMAT = 1  # meta.json version
 
@@ -168,11 +167,11 @@ def prepare(source: str | Path, out_dir: str | Path, tokenizer: str = "char", va
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, ids in (("train", train), ("val", val)):
-        _atomic_write_bytes(out / f"{name}.bin", np.asarray(ids, dtype=dtype).tobytes())
+        write_bytes(out / f"{name}.bin", np.asarray(ids, dtype=dtype).tobytes())
     meta = {"format": FORMAT, "source": str(source), "dtype": dtype, "vocab_size": tok.vocab_size,
             "tokenizer": tok.to_dict(), "train_tokens": len(train), "val_tokens": len(val),
             "train_chars": cut, "val_chars": len(text) - cut}
-    _atomic_write_bytes(out / "meta.json", json.dumps(meta, indent=2).encode())
+    write_text(out / "meta.json", json.dumps(meta, indent=2))
     return Dataset(out, meta)
 
 
@@ -187,19 +186,6 @@ def get_batch(data: np.ndarray, block_size: int, batch_size: int, generator=None
     x = torch.from_numpy(np.stack([np.asarray(data[i:i + block_size], dtype=np.int64) for i in ix]))
     y = torch.from_numpy(np.stack([np.asarray(data[i + 1:i + 1 + block_size], dtype=np.int64) for i in ix]))
     return x.to(device), y.to(device)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 if __name__ == "__main__":

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmapp.errors import LLMAppError
+from llmapp.files import replace_dir
 
 
 @dataclass
@@ -210,17 +208,8 @@ def _collate(batch: list[dict], pad: int, device: Any) -> tuple[Any, Any, Any]:
 
 def _save(model: Any, tokenizer: Any, cfg: FinetuneConfig, summary: dict) -> Path:
     """Write the model, tokenizer and run config to ``cfg.out_dir`` atomically."""
-    out = Path(cfg.out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with replace_dir(cfg.out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "llmapp-finetune.json").write_text(json.dumps({"format": 1, "config": asdict(cfg), **summary}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(cfg.out_dir)

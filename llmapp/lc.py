@@ -16,7 +16,7 @@ from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel, LLM
+from langchain_core.language_models import LLM, BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from llmapp.config import GenerationConfig
 from llmapp.errors import LLMAppError
 from llmapp.generation import TextStream, fit_prompt
-from llmapp.models import DEFAULT_CHAT, DEFAULT_EMBEDDINGS, LoadedLM, load_causal_lm, load_sentence_transformer
+from llmapp.models import (
+    DEFAULT_CHAT,
+    DEFAULT_EMBEDDINGS,
+    LoadedLM,
+    load_causal_lm,
+    load_sentence_transformer,
+)
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "chat": "user"}
 

@@ -54,7 +54,7 @@ class MaskedLM:
             results.append([
                 {"token": self.tokenizer.decode([i]).strip(), "token_id": int(i), "score": float(s),
                  "sequence": text.replace(self.mask_token, self.tokenizer.decode([i]).strip(), 1)}
-                for s, i in zip(scores.tolist(), ids.tolist())
+                for s, i in zip(scores.tolist(), ids.tolist(), strict=True)
             ])
         return results[0] if len(results) == 1 else results
 

@@ -181,7 +181,7 @@ class Terminal:
                     if self._command(text):
                         return
                 else:
-                    self._stream(lambda: self.session.send(text), fresh=True)
+                    self._stream(lambda: self.session.send(text), fresh=True)  # noqa: B023 - runs now, in this iteration
             except LLMAppError as exc:
                 self.console.print(f"error: {exc}", style="red", markup=False)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from llmapp import checkpoint
 from llmapp.errors import LLMAppError
+from llmapp.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def _dataset(cfg: TrainConfig, out: Path, Dataset: Any, prepare: Any) -> Any:
         pass
     ds = prepare(src, folder, cfg.tokenizer)
     ds.meta["mtime"] = src.stat().st_mtime
-    (folder / "meta.json").write_text(json.dumps(ds.meta, indent=2))
+    write_text(folder / "meta.json", json.dumps(ds.meta, indent=2))
     return ds
 
 

@@ -14,8 +14,15 @@ from click.testing import CliRunner
 
 from llmapp.chat import ChatSession, ExitChat, Reply
 from llmapp.cli import cli
-from llmapp.conversation import (ChatState, ConversationLog, fit_history, latest_conversation, load_state,
-                                 read_log, save_state)
+from llmapp.conversation import (
+    ChatState,
+    ConversationLog,
+    fit_history,
+    latest_conversation,
+    load_state,
+    read_log,
+    save_state,
+)
 from llmapp.errors import LLMAppError, PromptTooLong
 from llmapp.terminal import read_message
 

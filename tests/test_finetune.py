@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from click.testing import CliRunner
 
@@ -40,7 +38,7 @@ def test_only_assistant_tokens_carry_loss(tiny_llama):
     ex = load_examples(CHAT, tok, 512)[0]  # system, user, assistant, user, assistant
     targets = tok.decode([t for t in ex["labels"] if t != -100])
     assert targets == "The capital of France is Paris.<|im_end|>\nYes, Paris is the capital of France.<|im_end|>\n"
-    prompt_part = tok.decode([i for i, t in zip(ex["input_ids"], ex["labels"]) if t == -100])
+    prompt_part = tok.decode([i for i, t in zip(ex["input_ids"], ex["labels"], strict=True) if t == -100])
     assert "What is the capital of France?" in prompt_part and "Paris" not in prompt_part
 
 

@@ -137,7 +137,6 @@ def score_hf(name: str, text: str, window: int, stride: int) -> tuple[float, int
     The text is preceded by a document-boundary token (``<|endoftext|>``, else BOS/EOS) so its
     first token is scored too, which keeps bits per character covering every character.
     """
-    import torch
 
     from llmapp.models import load_causal_lm
 
