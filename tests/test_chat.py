@@ -336,3 +336,13 @@ def test_rag_mode_answers_with_sources(session, store):
     assert session.messages[-1]["sources"] == reply.sources
     assert "RAG off" in session.run_command("/rag off")
     assert session.store is None
+
+
+def test_second_answer_uses_the_first_turn(chat_model, llmapp_home):
+    """The same question with and without the earlier turn: only the history can supply the name."""
+    with_history = ChatSession(chat_model=chat_model, settings={"max_tokens": 24}, log=ConversationLog.new())
+    "".join(with_history.send("My name is Zanthor. Please remember my name."))
+    recalled = "".join(with_history.send("What is my name?"))
+    fresh = ChatSession(chat_model=chat_model, settings={"max_tokens": 24}, log=ConversationLog.new())
+    assert "Zanthor" in recalled
+    assert "Zanthor" not in "".join(fresh.send("What is my name?"))
