@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 QA = Path(__file__).parent / "data" / "genai-qa.jsonl"
+JITTER = 1.0  # noise norm of the synthetic copies (~1, like the signal): 0.35 made clusters of near-ties
 QUERIES = ["What did the citizens say about the corn?", "Who speaks of war and peace?", "a king who lost his crown",
            "love letters and sorrow", "the price of bread in Rome", "a murderer confesses", "banishment from Verona",
            "the duke's daughter marries", "ghosts at midnight", "a storm at sea"]
@@ -99,7 +100,7 @@ def bench_scale(sizes: list[int], base_chunks: int = 1500) -> dict[str, Any]:
     qvecs = emb.encode(QUERIES)
     for n in sizes:
         reps = -(-n // len(base))
-        vecs = np.concatenate([base + (0 if r == 0 else 0.35) * rng.standard_normal(base.shape).astype("float32")
+        vecs = np.concatenate([base + (0 if r == 0 else JITTER) * rng.standard_normal(base.shape).astype("float32")
                                / np.sqrt(base.shape[1]) for r in range(reps)])[:n]
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         vecs = vecs.astype("float32")
