@@ -94,8 +94,11 @@ def generate(prompt, template, variables, templates_dir, model, max_tokens, temp
               show_default=True, help="auto: stuff if the text fits the window, else map_reduce.")
 @click.option("--model", "-m", default=DEFAULT_CHAT, show_default=True, help="Chat model.")
 @click.option("--max-tokens", default=160, show_default=True, help="Length of each partial and the final summary.")
-@click.option("--chunk-tokens", type=int, default=None, help="Text tokens per step (default: as many as fit).")
-def summarize(file, strategy, model, max_tokens, chunk_tokens):
+@click.option("--chunk-tokens", type=int, default=2048, show_default=True,
+              help="Text tokens per map/refine step (0: as many as fit the window). Smaller steps keep a small "
+                   "model on track and cost less prefill.")
+@click.option("--repetition-penalty", default=1.2, show_default=True, help="Above 1 discourages the loops small models fall into.")
+def summarize(file, strategy, model, max_tokens, chunk_tokens, repetition_penalty):
     """Summarize a file of any length (.txt/.md/.html/.pdf).
 
     Long texts are cut by the model's own tokenizer so that no prompt exceeds its context window.
@@ -113,8 +116,11 @@ def summarize(file, strategy, model, max_tokens, chunk_tokens):
         text = read_document(Path(file))
     except LLMAppError as exc:
         raise LLMAppError(f"cannot summarize {file}: {exc}") from None
-    config = SummarizeConfig(chunk_tokens=chunk_tokens)
-    _echo_stream(summarize_stream(text, _chat(model, max_tokens), strategy, progress=True, config=config))
+    from llmapp import load_chat_model
+
+    config = SummarizeConfig(chunk_tokens=chunk_tokens or None)
+    chat = load_chat_model(model, max_tokens=max_tokens, repetition_penalty=repetition_penalty)
+    _echo_stream(summarize_stream(text, chat, strategy, progress=True, config=config))
 
 
 @click.command()
