@@ -1,0 +1,59 @@
+"""The bundled masked LM: BERT masking statistics, and the shipped head against an untrained one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llmapp import load_masked_lm
+from llmapp.mlm import HEAD_PATH, MLMConfig, accuracy, base_model, load_mlm_model, mask_tokens
+
+HELD_OUT = [  # sentences from neither training text
+    "The children walked to the school every morning before the sun came up.",
+    "She opened the door and looked out at the garden in the rain.",
+    "Neural networks learn patterns from large amounts of data.",
+    "The king and the queen sat together at the long table.",
+]
+
+
+def test_masking_follows_bert_80_10_10():
+    _, tok = base_model()
+    ids = torch.randint(1000, 20000, (64, 128))
+    inputs, labels = mask_tokens(ids, tok, 0.15, torch.Generator().manual_seed(0))
+    chosen = labels != -100
+    assert abs(chosen.float().mean().item() - 0.15) < 0.01
+    masked = (inputs == tok.mask_token_id) & chosen
+    kept = (inputs == ids) & chosen
+    assert abs(masked.sum().item() / chosen.sum().item() - 0.8) < 0.03
+    assert abs(kept.sum().item() / chosen.sum().item() - 0.1) < 0.03  # (+ the rare random token equal to itself)
+    assert torch.equal(labels[chosen], ids[chosen]) and torch.equal(inputs[~chosen], ids[~chosen])
+
+
+def test_shipped_head_is_small_and_documented():
+    assert HEAD_PATH.stat().st_size < 1_000_000
+    report = json.loads(HEAD_PATH.with_suffix(".json").read_text())
+    acc = report["accuracy"]
+    assert acc["trained_head"]["top5"] > acc["random_head"]["top5"] + 0.2
+
+
+def test_shipped_head_beats_the_random_head_on_held_out_sentences():
+    trained, tok = load_mlm_model()
+    untrained, _ = base_model()
+    rows = tok(HELD_OUT * 4, padding="max_length", max_length=24, truncation=True, return_tensors="pt")["input_ids"]
+    cfg = MLMConfig(batch_size=len(rows), eval_batches=1, mask_prob=0.3, seed=5)  # 61 masked tokens
+    ours, random_head = accuracy(trained, tok, rows, cfg), accuracy(untrained, tok, rows, cfg)
+    assert ours["top5"] > random_head["top5"] + 0.1
+
+
+def test_fill_mask_through_the_registry():
+    preds = load_masked_lm("minilm-l6-mlm", device="cpu").fill_mask("The cat sat on the [MASK].", top_k=5)
+    assert len(preds) == 5 and all(p["token"] and not p["token"].startswith("[") for p in preds)
+
+
+def test_missing_head_names_the_rebuild_command(tmp_path):
+    from llmapp.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="python -m llmapp.mlm"):
+        load_mlm_model(tmp_path / "nope.safetensors")
