@@ -175,18 +175,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         checkpoint.save(out / tag, acc.unwrap_model(model), state, config, history)
         checkpoint.plot_losses(history, out / "loss.png")
 
+    def evaluate_and_save() -> None:
+        nonlocal best_val
+        ev = evaluate()
+        history["evals"].append({"step": step, "train": ev["train"], "val": ev["val"]})
+        if ev["val"] < best_val:
+            best_val = ev["val"]
+            save("best")
+        save("last")
+
     bar = _progress(progress, cfg.max_iters, step)
     t0, start_step, loss_value = time.perf_counter(), step, float("nan")
     model.train()
     try:
         while step < cfg.max_iters:
             if step % cfg.eval_interval == 0 and step > start_step:
-                ev = evaluate()
-                history["evals"].append({"step": step, "train": ev["train"], "val": ev["val"]})
-                if ev["val"] < best_val:
-                    best_val = ev["val"]
-                    save("best")
-                save("last")
+                evaluate_and_save()
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
             for _ in range(cfg.grad_accum):
@@ -211,12 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 rate = (step - start_step) * tokens_per_step / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
                 bar.update(step - bar.n)
-        ev = evaluate()
-        history["evals"].append({"step": step, "train": ev["train"], "val": ev["val"]})
-        if ev["val"] < best_val:
-            best_val = ev["val"]
-            save("best")
-        save("last")
+        evaluate_and_save()
     except KeyboardInterrupt:
         if step > start_step:
             save("last")  # every finished step is kept; --resume continues from here
