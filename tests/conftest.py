@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+CORPORA = REPO / "llmapp" / "corpora"  # tinyshakespeare.txt, copied from ../shared/data
 
 
 @pytest.fixture(scope="session")

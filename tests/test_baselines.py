@@ -39,10 +39,10 @@ def test_lstm_state_is_its_cache():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import CORPORA
 
     root = tmp_path_factory.mktemp("baselines")
-    corpus = (SHARED_DATA / "tinyshakespeare.txt").read_text()
+    corpus = (CORPORA / "tinyshakespeare.txt").read_text()
     (root / "train.txt").write_text(corpus[:40_000])
     (root / "held_out.txt").write_text(corpus[40_000:41_500])
     common = ["--data", str(root / "train.txt"), "--preset", "tiny", "--quiet", "--set", "threads=1",

@@ -8,10 +8,10 @@ from llmapp.cli import cli
 
 
 def test_train_sample_export_round_trip(tmp_path):
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import CORPORA
 
     data = tmp_path / "t.txt"
-    data.write_text((SHARED_DATA / "tinyshakespeare.txt").read_text()[:20_000])
+    data.write_text((CORPORA / "tinyshakespeare.txt").read_text()[:20_000])
     run = tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", "--data", str(data), "--preset", "tiny", "--out", str(run), "--quiet",
                                  "--set", "max_iters=10", "--set", "lr_decay_iters=10", "--set", "threads=1"])

@@ -50,10 +50,10 @@ def test_tied_embeddings(model):
 def test_export_has_the_same_logits_and_loads_in_the_registry(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import CORPORA
 
     text = tmp_path / "t.txt"
-    corpus = (SHARED_DATA / "tinyshakespeare.txt").read_text()[:20_000]
+    corpus = (CORPORA / "tinyshakespeare.txt").read_text()[:20_000]
     text.write_text(corpus)
     cfg = dataclasses.replace(preset("tiny"), data=str(text), out_dir=str(tmp_path / "run"), max_iters=10,
                               lr_decay_iters=10, eval_interval=10, threads=1)

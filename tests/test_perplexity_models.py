@@ -14,9 +14,9 @@ from llmapp.trainer import preset, train
 
 
 def test_gpt_checkpoint_and_its_hf_export_score_alike(tmp_path):
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import CORPORA
 
-    corpus = (SHARED_DATA / "tinyshakespeare.txt").read_text()
+    corpus = (CORPORA / "tinyshakespeare.txt").read_text()
     (tmp_path / "train.txt").write_text(corpus[:30_000])
     held_out = tmp_path / "held_out.txt"
     held_out.write_text(corpus[30_000:32_000])

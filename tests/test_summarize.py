@@ -8,7 +8,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from chains.summarize import SummarizeConfig, summarize, summarize_chain
 from llmapp.errors import LLMAppError, PromptTooLong
 
-SHAKESPEARE = __import__("conftest").SHARED_DATA / "tinyshakespeare.txt"
+SHAKESPEARE = __import__("conftest").CORPORA / "tinyshakespeare.txt"
 
 
 class PromptSizes(BaseCallbackHandler):

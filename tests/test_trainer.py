@@ -13,10 +13,10 @@ from llmapp.trainer import lr_at, preset, train
 
 @pytest.fixture(scope="module")
 def text_file(tmp_path_factory):
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import CORPORA
 
     path = tmp_path_factory.mktemp("data") / "shakespeare-40k.txt"
-    path.write_text((SHARED_DATA / "tinyshakespeare.txt").read_text()[:40_000])
+    path.write_text((CORPORA / "tinyshakespeare.txt").read_text()[:40_000])
     return path
 
 
