@@ -31,7 +31,6 @@ import numpy as np
 
 from llmapp.bundled import TINY_SHAKESPEARE as SHAKESPEARE
 
-REPO = Path(__file__).resolve().parent.parent
 QA = Path(__file__).parent / "data" / "genai-qa.jsonl"
 JITTER = 1.0  # noise norm of the synthetic copies (~1, like the signal): 0.35 made clusters of near-ties
 QUERIES = ["What did the citizens say about the corn?", "Who speaks of war and peace?", "a king who lost his crown",
