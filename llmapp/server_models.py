@@ -149,19 +149,24 @@ def completion_producer(served: ServedModel, prompt: str, settings: dict[str, An
         llm = load_llm(served.target, **settings)
         if echo:
             yield prompt
-        text = ""
-        stream = llm.stream(prompt)
-        try:
-            for piece in stream:
-                text += piece
-                yield piece
-        finally:
-            stream.close()
+        parts: list[str] = []
+        yield from _relay(llm.stream(prompt), parts)
+        text = "".join(parts)
         # LangChain's LLM stream carries no usage, so count with the model's own tokenizer.
         out = len(llm.get_token_ids(text)) if text else 0
         yield Final(llm.get_num_tokens(prompt), out, "length" if out >= settings["max_tokens"] else "stop")
 
     return produce
+
+
+def _relay(stream: Iterator[str], parts: list[str]) -> Iterator[str]:
+    """Yield ``stream``'s pieces, collecting them in ``parts``; closing this closes ``stream`` (stops the model)."""
+    try:
+        for piece in stream:
+            parts.append(piece)
+            yield piece
+    finally:
+        stream.close()
 
 
 def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
@@ -198,14 +203,9 @@ def _rag_producer(served: ServedModel, messages: list[dict[str, str]], settings:
         chat = load_chat_model(served.chat_model, **settings)
         chain = _rag_chain(served, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                                 for k, v in settings.items())))
-        text = ""
-        stream = chain.stream({"question": question})
-        try:
-            for piece in stream:
-                text += piece
-                yield piece
-        finally:
-            stream.close()
+        parts: list[str] = []
+        yield from _relay(chain.stream({"question": question}), parts)
+        text = "".join(parts)
         # The chain hides its prompt (question + retrieved chunks): count what the client sent and got.
         yield Final(chat.get_num_tokens(question), chat.get_num_tokens(text) if text else 0, "stop")
 
