@@ -22,13 +22,14 @@ PROMPT = "Write a long, detailed story about a dragon who learns to bake bread."
 MODEL = "smollm2-135m-instruct"
 
 
-def bench_serve(quick: bool = False, requests: int = 50, workers: int | None = None) -> dict:
+def bench_serve(quick: bool = False, requests: int = 50, workers: int | None = None, sweep: bool = False) -> dict:
     """Measure throughput and latency of ``llmapp serve`` under a burst of concurrent streams.
 
     Args:
-        quick: 8 new tokens per request and no worker sweep, instead of 32 tokens and a sweep.
+        quick: 8 new tokens per request instead of 32.
         requests: concurrent streaming requests in the burst.
         workers: worker-pool size of the headline run; default: ``ServeConfig``'s.
+        sweep: also run the burst on servers with 1 and 4 workers.
 
     Returns:
         A flat dict of figures; ``aggregate_tok_s`` / ``single_stream_tok_s`` is the headline ratio.
@@ -41,12 +42,12 @@ def bench_serve(quick: bool = False, requests: int = 50, workers: int | None = N
     workers = workers or ServeConfig.workers
     result: dict = {"model": MODEL, "requests": requests, "max_tokens": tokens, "threads": torch.get_num_threads()}
     result.update(_run(workers, requests, tokens, with_single=True))
-    if not quick:
+    if sweep:
         for other in (1, 4):
             if other != workers:
-                sweep = _run(other, requests, tokens, with_single=False)
-                result[f"workers{other}_aggregate_tok_s"] = sweep["aggregate_tok_s"]
-                result[f"workers{other}_p95_latency_s"] = sweep["p95_latency_s"]
+                run = _run(other, requests, tokens, with_single=False)
+                result[f"workers{other}_aggregate_tok_s"] = run["aggregate_tok_s"]
+                result[f"workers{other}_p95_latency_s"] = run["p95_latency_s"]
     return result
 
 
@@ -112,4 +113,4 @@ def _pct(sorted_values: list[float], q: float) -> float:
 
 
 if __name__ == "__main__":
-    print(json.dumps(bench_serve(quick="--quick" in sys.argv), indent=2))
+    print(json.dumps(bench_serve(quick="--quick" in sys.argv, sweep="--sweep" in sys.argv), indent=2))
