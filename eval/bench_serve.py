@@ -3,10 +3,11 @@
 One run, one process: a real uvicorn server (``llmapp.server.running``) on an ephemeral 127.0.0.1
 port, driven by the official ``openai`` client. First one stream alone (the single-stream tokens/s),
 then 50 streams at once: requests/s, p50/p95 latency, p50/p95 time to first token and aggregate
-tokens/s, side by side with the single-stream figure (``ratio_aggregate_vs_single``). The full run
-repeats the burst for several worker-pool sizes, which is how the default ``workers`` was chosen.
+tokens/s, side by side with the single-stream figure (``ratio_aggregate_vs_single``). ``sweep=True``
+(``--sweep``) repeats the burst with 1 and 4 workers, which is how the default of 2 was chosen.
 
     llmapp bench serve
+    python -m eval.bench_serve --quick --sweep
     python -c "from eval.bench_serve import bench_serve; print(bench_serve(quick=True))"
 """
 
