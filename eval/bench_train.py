@@ -28,7 +28,11 @@ FLOPS_PER_CYCLE = 32  # fp32 per core: two 256-bit FMA pipes x 8 lanes x 2 (AVX2
 
 
 def cpu_peak_flops() -> tuple[float, str]:
-    """This CPU's fp32 peak: cores x clock x FLOPs/cycle, with the figures it used."""
+    """This CPU's fp32 peak: cores x clock x FLOPs/cycle, with the figures it used.
+
+    The clock is the one ``/proc/cpuinfo`` reports. Inside a VM that is the base clock, and cores
+    boost above it: :func:`sgemm_flops` can exceed this figure, so MFU is reported against both.
+    """
     mhz = 0.0
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -40,6 +44,19 @@ def cpu_peak_flops() -> tuple[float, str]:
     mhz = mhz or 2500.0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return cores * mhz * 1e6 * FLOPS_PER_CYCLE, f"{cores} cores x {mhz:.0f} MHz x {FLOPS_PER_CYCLE} FLOPs/cycle"
+
+
+def sgemm_flops(n: int = 2048, reps: int = 8) -> float:
+    """fp32 FLOP/s of a large square matmul on all threads: the best this CPU sustains in practice."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def full_val_loss(ckpt: Path, data_dir: Path) -> float:
@@ -85,6 +102,8 @@ def bench_train(quick: bool = False, data: str | Path = DATA) -> dict:
                          n_embd=cfg.n_embd)
         params = GPT(mcfg).num_parameters()
         peak, how = cpu_peak_flops()
+        sgemm = sgemm_flops()
+        mfu = estimate_mfu(mcfg, params, result.tokens_per_s, peak)
         figures = {
             "preset": "shakespeare-char-cpu" + (" (quick: 200 iters)" if quick else ""),
             "iters": result.steps,
@@ -95,9 +114,11 @@ def bench_train(quick: bool = False, data: str | Path = DATA) -> dict:
             "best_val_loss": round(result.best_val, 4),
             "val_loss_full_split": round(val_full, 4),
             "params_non_embedding": params,
-            "mfu": round(estimate_mfu(mcfg, params, result.tokens_per_s, peak), 4),
+            "mfu": round(mfu, 4),
             "cpu_peak_gflops": round(peak / 1e9, 1),
             "cpu_peak_estimate": how,
+            "mfu_vs_sgemm": round(mfu * peak / sgemm, 4),  # against a measured 2048^3 matmul (boost clock)
+            "sgemm_gflops": round(sgemm / 1e9, 1),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "target": "val_loss <= 1.89 and wall_s <= 85 (nanoGPT here: 1.886 in 84 s, ~20k tok/s)",
         }

@@ -4,8 +4,9 @@
   uniform distribution (a proper distribution, no tuned constants); fitted by counting.
 - :class:`CharLSTM`: a character LSTM language model, trained by the same loop as the GPT.
 
-Both train through the same data pipeline (``llmapp.data``) and sample with the same CLI, and the
-evaluation harness scores them in bits per character beside the GPT and SmolLM2:
+Both train through the same data pipeline (``llmapp.data``) and sample with the same CLI.
+:func:`bits_per_char` scores any of them (or the GPT) on a text, and the evaluation harness
+compares them in bits per character beside the GPT and SmolLM2:
 
     llmapp train --data ../shared/data/tinyshakespeare.txt --preset shakespeare-char-cpu --set model_type=lstm --out runs/lstm
     llmapp train --data ../shared/data/tinyshakespeare.txt --set model_type=markov --out runs/markov
@@ -184,3 +185,52 @@ def train_markov(cfg: Any, progress: bool = True) -> Path:
 
 def load_markov(folder: str | Path) -> CharNGram:
     return CharNGram.load(Path(folder) / "ngram.json")
+
+
+def bits_per_char(ckpt: str | Path, text: str, stride: int | None = None) -> float:
+    """Bits per character of ``text`` under a checkpoint of ``llmapp train``: Markov, LSTM or GPT.
+
+    ``bits_per_char(ckpt: str | Path, text: str, stride: int | None = None) -> float``
+
+    The common scoring interface of the baselines and the GPT; ``eval/tasks/perplexity.py`` computes
+    the same quantity for the harness. Every character is paid for: the first at a uniform
+    ``log2(vocab)`` (a character model has no boundary token to condition on), the rest given the
+    text before them. The Markov chain sees its last ``order - 1`` characters; the LSTM carries its
+    state through the whole text; the GPT scores windows of ``block_size`` advancing by ``stride``
+    (default ``block_size // 2``), each character once, with the context its window gives.
+
+    Args:
+        ckpt: a run folder or its ``last/`` or ``best/``.
+        text: the text to score; characters outside the model's vocabulary are an error.
+        stride: GPT only; smaller is slower and gives each character more context.
+
+    Returns:
+        The mean negative log2-likelihood per character.
+    """
+    from llmapp import checkpoint
+
+    if not text:
+        raise LLMAppError("empty text: nothing to score")
+    cfg = checkpoint.read_config(ckpt)
+    if cfg["train"].get("model_type", "gpt") == "markov":
+        return load_markov(checkpoint.find(ckpt)).bits_per_char(text)
+    model, tok, _ = checkpoint.load_model(ckpt)
+    ids = torch.tensor([tok.encode(text)])  # (1, N)
+    nll = math.log(tok.vocab_size)  # the first character
+    with torch.inference_mode():
+        if isinstance(model, CharLSTM):
+            logits = model(ids[:, :-1])[0]  # (1, N-1, vocab): the state runs through the whole text
+            nll += F.cross_entropy(logits[0], ids[0, 1:], reduction="sum").item()
+        else:
+            T = model.config.block_size
+            step = max(1, min(stride or T // 2, T - 1))
+            done = 1  # ids before this position are scored
+            for begin in range(0, ids.size(1) - 1, step):
+                end = min(begin + T, ids.size(1))
+                logits = model(ids[:, begin:end])[0][0, :-1]  # (end-begin-1, vocab): predicts ids[begin+1:end]
+                lo = max(done, begin + 1)
+                nll += F.cross_entropy(logits[lo - begin - 1:], ids[0, lo:end], reduction="sum").item()
+                done = end
+                if end == ids.size(1):
+                    break
+    return nll / ids.size(1) / math.log(2)

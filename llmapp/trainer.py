@@ -28,6 +28,8 @@ from llmapp.files import write_text
 
 log = logging.getLogger(__name__)
 
+EVAL_TOKENS_PER_PASS = 8192  # evaluation batches are stacked up to this many tokens per forward pass
+
 
 @dataclass
 class TrainConfig:
@@ -158,13 +160,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         model.eval()
         eval_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the same batches every time: comparable
         losses = {}
-        with torch.no_grad():
+        chunk = max(1, EVAL_TOKENS_PER_PASS // (cfg.batch_size * cfg.block_size))  # batches per forward pass
+        with torch.inference_mode():
             for name, ids in (("train", train_ids), ("val", val_ids)):
                 total = 0.0
-                for _ in range(cfg.eval_iters):
-                    x, y = get_batch(ids, cfg.block_size, cfg.batch_size, eval_gen, acc.device)
+                # nanoGPT's estimate (the mean over eval_iters random batches), computed several batches
+                # per forward pass: bigger matmuls and fewer calls make evaluation ~2x cheaper on CPUs.
+                for start in range(0, cfg.eval_iters, chunk):
+                    n = min(chunk, cfg.eval_iters - start)
+                    xs, ys = zip(*(get_batch(ids, cfg.block_size, cfg.batch_size, eval_gen, acc.device)
+                                   for _ in range(n)), strict=True)
                     with acc.autocast():
-                        total += model(x, y)[1].item()
+                        total += model(torch.cat(xs), torch.cat(ys))[1].item() * n  # (n*B, T) in one pass
                 losses[name] = total / cfg.eval_iters
         model.train()
         return losses
@@ -173,7 +180,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         state = {"optimizer": opt.state_dict(), "step": step, "best_val": best_val,
                  "torch_rng": torch.get_rng_state(), "batch_rng": gen.get_state()}
         checkpoint.save(out / tag, acc.unwrap_model(model), state, config, history)
-        checkpoint.plot_losses(history, out / "loss.png")
 
     def evaluate_and_save() -> None:
         nonlocal best_val
@@ -183,6 +189,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             best_val = ev["val"]
             save("best")
         save("last")
+        checkpoint.plot_losses(history, out / "loss.png")  # once per evaluation: a plot costs ~0.2 s
 
     bar = _progress(progress, cfg.max_iters, step)
     t0, start_step, loss_value = time.perf_counter(), step, float("nan")
@@ -219,6 +226,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     except KeyboardInterrupt:
         if step > start_step:
             save("last")  # every finished step is kept; --resume continues from here
+            checkpoint.plot_losses(history, out / "loss.png")
             log.warning("interrupted at step %d; saved %s (resume with --resume)", step, out / "last")
         raise
     finally:
@@ -257,8 +265,9 @@ def _dataset(cfg: TrainConfig, out: Path, Dataset: Any, prepare: Any) -> Any:
     folder = out / "data"
     try:
         ds = Dataset.load(folder)
-        if ds.meta["source"] == str(src) and ds.meta["tokenizer"].get("type", "") == ("char" if cfg.tokenizer == "char" else "hf") \
-                and ds.meta.get("mtime") == src.stat().st_mtime:
+        tok = ds.meta["tokenizer"]
+        same_tok = tok.get("type") == "char" if cfg.tokenizer == "char" else tok.get("name") == cfg.tokenizer
+        if ds.meta["source"] == str(src) and same_tok and ds.meta.get("mtime") == src.stat().st_mtime:
             return ds
     except (LLMAppError, OSError, KeyError):
         pass

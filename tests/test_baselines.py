@@ -87,3 +87,17 @@ def test_bits_per_char_across_markov_lstm_gpt_and_smollm2(runs, tmp_path):
         assert 0 < bpc[m] < 8
     # A 5-gram fitted on 40k characters beats 40 steps of a tiny network; SmolLM2 beats them all.
     assert bpc["smollm2-135m-instruct"] < bpc[str(runs / "markov")] < bpc[str(runs / "gpt" / "last")]
+
+
+def test_bits_per_char_is_the_common_scoring_interface(runs):
+    from eval.tasks.perplexity import score_checkpoint
+    from llmapp.baselines import bits_per_char
+
+    text = (runs / "held_out.txt").read_text()[:600]
+    for kind in ("markov", "gpt"):
+        nll, chars = score_checkpoint(str(runs / kind), text, 32, 16)  # the harness, window = block_size 32
+        assert bits_per_char(runs / kind, text) == pytest.approx(nll / chars / math.log(2), rel=1e-5)
+    lstm = bits_per_char(runs / "lstm", text)
+    assert 0 < lstm < math.log2(65)
+    with pytest.raises(LLMAppError, match="empty text"):
+        bits_per_char(runs / "gpt", "")
