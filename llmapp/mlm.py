@@ -4,11 +4,13 @@ No PyPI package ships a masked LM with its head: ``AutoModelForMaskedLM`` on the
 ``cls.predictions.*`` random, and fill-mask returns noise. This module trains that head with the
 BERT objective (15% of tokens chosen; 80% become [MASK], 10% a random token, 10% stay) while the
 encoder stays frozen and the decoder stays tied to the word embeddings, so only ~0.18M parameters
-learn. The result ships as ``llmapp/weights/minilm_l6_mlm_head.safetensors`` (+ a JSON of its
+learn (``--unfreeze-layers N`` trains the top N encoder layers too, and saves them with the head:
+~7 MB a layer). The result ships as ``llmapp/weights/minilm_l6_mlm_head.safetensors`` (+ a JSON of its
 training config and measured accuracy) and is registered as ``minilm-l6-mlm``.
 
     python -m llmapp.mlm                       # retrain the shipped head (a few minutes on 2 cores)
     python -m llmapp.mlm --steps 100 --out /tmp/head.safetensors
+    python -m llmapp.mlm --unfreeze-layers 1 --out /tmp/head-top1.safetensors    # + the top layer
 
     from llmapp import load_masked_lm
     load_masked_lm("minilm-l6-mlm").fill_mask("The capital of France is [MASK].")
@@ -45,6 +47,7 @@ class MLMConfig:
     held_out: float = 0.05  # the last 5% of chunks evaluate
     eval_batches: int = 20
     seed: int = 0
+    unfreeze_layers: int = 0  # top encoder layers trained with the head; 0 keeps the shipped file at 0.7 MB
 
 
 def mask_tokens(ids: Any, tokenizer: Any, mask_prob: float, generator: Any) -> tuple[Any, Any]:
@@ -82,9 +85,19 @@ def base_model() -> tuple[Any, Any]:
     return model.eval(), AutoTokenizer.from_pretrained(minilm_dir())
 
 
-def head_params(model: Any) -> dict[str, Any]:
-    """The trained part: transform dense + LayerNorm and the output bias (the decoder matrix is tied)."""
-    return {n: p for n, p in model.named_parameters() if n.startswith("cls.predictions.") and "decoder" not in n}
+def head_params(model: Any, unfreeze_layers: int = 0) -> dict[str, Any]:
+    """The trained part: transform dense + LayerNorm and the output bias (the decoder matrix is tied),
+    plus every parameter of the top ``unfreeze_layers`` encoder layers."""
+    top = _top_layer_prefixes(model, unfreeze_layers)
+    return {n: p for n, p in model.named_parameters()
+            if (n.startswith("cls.predictions.") and "decoder" not in n) or n.startswith(top)}
+
+
+def _top_layer_prefixes(model: Any, k: int) -> tuple[str, ...]:
+    n = len(model.bert.encoder.layer)
+    if not 0 <= k <= n:
+        raise ValueError(f"unfreeze_layers must be 0..{n}, got {k}")
+    return tuple(f"bert.encoder.layer.{i}." for i in range(n - k, n))
 
 
 def load_mlm_model(path: str | Path = HEAD_PATH) -> tuple[Any, Any]:
@@ -97,7 +110,11 @@ def load_mlm_model(path: str | Path = HEAD_PATH) -> tuple[Any, Any]:
         raise ModelNotFound(f"MLM head {path} is missing; rebuild it with: python -m llmapp.mlm")
     model, tokenizer = base_model()
     head = load_file(str(path))
-    expected = set(head_params(model))
+    layers = len({k.split(".")[3] for k in head if k.startswith("bert.encoder.layer.")})  # unfrozen top layers
+    try:
+        expected = set(head_params(model, layers))
+    except ValueError:
+        expected = set()
     if set(head) != expected:
         raise ModelNotFound(f"{path} does not hold a MiniLM MLM head (keys differ); rebuild it with python -m llmapp.mlm")
     model.load_state_dict(head, strict=False)
@@ -156,32 +173,50 @@ def train_head(cfg: MLMConfig, out: str | Path = HEAD_PATH, progress: bool = Tru
     n_eval = max(cfg.batch_size, int(len(rows) * cfg.held_out))
     train_rows, eval_rows = rows[:-n_eval], rows[-n_eval:]
     random_head = accuracy(model, tokenizer, eval_rows, cfg)
-    # The encoder is frozen, so its hidden states at masked positions are computed once and cached;
-    # the head then trains on them for many steps at a fraction of a full forward pass's cost.
+    # The frozen part of the encoder runs once: its hidden states are cached, and the trained part
+    # (the head, and any unfrozen top layers) learns on them for many steps at a fraction of the cost.
+    # Head only: the final states at masked positions, (N, C). With k unfrozen layers: whole rows at
+    # the input of layer L-k, (R, T, C), since attention in the top layers sees every position.
+    n_layers, k = len(model.bert.encoder.layer), cfg.unfreeze_layers
     gen = torch.Generator().manual_seed(cfg.seed)
     hidden, labels = [], []
     with torch.inference_mode():
         for _ in tqdm(range(cfg.encode_batches), desc="encode", disable=not progress):
             idx = torch.randint(len(train_rows), (cfg.batch_size,), generator=gen)
             inputs, lab = mask_tokens(train_rows[idx], tokenizer, cfg.mask_prob, gen)
-            where = lab != -100
-            hidden.append(model.bert(input_ids=inputs).last_hidden_state[where])
-            labels.append(lab[where])
-    hidden, labels = torch.cat(hidden), torch.cat(labels)
+            if k:
+                hidden.append(model.bert(input_ids=inputs, output_hidden_states=True).hidden_states[n_layers - k])
+                labels.append(lab)
+            else:
+                where = lab != -100
+                hidden.append(model.bert(input_ids=inputs).last_hidden_state[where])
+                labels.append(lab[where])
+    hidden, labels = torch.cat(hidden).clone(), torch.cat(labels)  # clone: out of inference mode
     for p in model.parameters():
         p.requires_grad_(False)
-    params = list(head_params(model).values())
+    params = list(head_params(model, k).values())
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    rows_per_step = max(1, round(cfg.positions_per_step / (cfg.seq_len * cfg.mask_prob)))
+    if k:
+        model.train()  # dropout in the unfrozen layers, as in BERT's pretraining
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="mlm head", disable=not progress)
     for step in bar:
         for g in opt.param_groups:  # warmup, then linear decay to 10%
             g["lr"] = cfg.lr * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * (1 - step / cfg.steps))
-        idx = torch.randint(len(labels), (cfg.positions_per_step,), generator=gen)
-        logits = model.cls(hidden[idx][None])[0]  # (P, vocab)
-        loss = torch.nn.functional.cross_entropy(logits, labels[idx])
+        if k:
+            idx = torch.randint(len(hidden), (rows_per_step,), generator=gen)
+            h, lab = hidden[idx], labels[idx]  # (R, T, C), (R, T)
+            for layer in model.bert.encoder.layer[n_layers - k:]:
+                h = layer(h)  # no padding in these rows: no attention mask needed
+            where = lab != -100
+            logits, target = model.cls(h[where][None])[0], lab[where]  # (P, vocab), (P,)
+        else:
+            idx = torch.randint(len(labels), (cfg.positions_per_step,), generator=gen)
+            logits, target = model.cls(hidden[idx][None])[0], labels[idx]  # (P, vocab), (P,)
+        loss = torch.nn.functional.cross_entropy(logits, target)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -189,11 +224,11 @@ def train_head(cfg: MLMConfig, out: str | Path = HEAD_PATH, progress: bool = Tru
             bar.set_postfix(loss=f"{loss.item():.3f}")
     trained = accuracy(model.eval(), tokenizer, eval_rows, cfg)
     report = {"format": 1, "config": asdict(cfg), "head_train_seconds": round(time.perf_counter() - t0, 1),
-              "cached_masked_tokens": len(labels),
+              "cached_masked_tokens": int((labels != -100).sum()),
               "params": sum(p.numel() for p in params), "held_out_rows": len(eval_rows),
               "accuracy": {"trained_head": trained, "random_head": random_head}}
     out = Path(out)
-    write_bytes(out, save({n: p.detach().contiguous() for n, p in head_params(model).items()}))
+    write_bytes(out, save({n: p.detach().contiguous() for n, p in head_params(model, k).items()}))
     write_text(out.with_suffix(".json"), json.dumps(report, indent=2))
     return report
 
@@ -202,8 +237,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Train the MLM head of the bundled MiniLM (minilm-l6-mlm).")
     parser.add_argument("--steps", type=int, default=MLMConfig.steps)
     parser.add_argument("--out", default=str(HEAD_PATH))
+    parser.add_argument("--unfreeze-layers", type=int, default=0,
+                        help="also train the top N encoder layers (saved with the head, ~7 MB each)")
     args = parser.parse_args()
-    report = train_head(MLMConfig(steps=args.steps), args.out)
+    report = train_head(MLMConfig(steps=args.steps, unfreeze_layers=args.unfreeze_layers), args.out)
     print(json.dumps(report["accuracy"], indent=2))
 
 

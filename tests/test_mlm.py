@@ -57,3 +57,22 @@ def test_missing_head_names_the_rebuild_command(tmp_path):
 
     with pytest.raises(ModelNotFound, match="python -m llmapp.mlm"):
         load_mlm_model(tmp_path / "nope.safetensors")
+
+
+def test_unfreezing_the_top_layer_trains_and_ships_it_with_the_head(tmp_path):
+    from safetensors.torch import load_file
+
+    from llmapp.mlm import train_head
+
+    out = tmp_path / "head-top1.safetensors"
+    cfg = MLMConfig(steps=3, batch_size=4, encode_batches=2, eval_batches=1, unfreeze_layers=1)
+    report = train_head(cfg, out, progress=False)
+    saved = load_file(str(out))
+    assert {k for k in saved if k.startswith("bert.")} and all(k.startswith(("cls.", "bert.encoder.layer.5."))
+                                                                for k in saved)
+    base, _ = base_model()
+    layer5 = "bert.encoder.layer.5.output.dense.weight"
+    assert not torch.equal(saved[layer5], base.state_dict()[layer5])  # the layer learned
+    model, _ = load_mlm_model(out)
+    assert torch.equal(model.state_dict()[layer5], saved[layer5])
+    assert report["params"] > 1_000_000 and json.loads(out.with_suffix(".json").read_text())["config"]["unfreeze_layers"] == 1
