@@ -141,10 +141,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     torch.manual_seed(cfg.seed)
     model, mcfg = build_model(cfg, ds.meta["vocab_size"])
     opt = _optimizer(model, cfg, acc.device)
-    gen = torch.Generator().manual_seed(cfg.seed)  # batch sampling only, so evaluation does not shift it
+    # Batch sampling only, so evaluation does not shift it; one stream per process under accelerate launch.
+    gen = torch.Generator().manual_seed(cfg.seed + acc.process_index)
     step, best_val, history = 0, float("inf"), {"train_steps": [], "train_loss": [], "evals": []}
     if resume:
         step, best_val, history = _restore(out, model, opt, gen, mcfg)
+        if acc.process_index:  # the checkpoint holds the main process's stream; the others start fresh ones
+            gen.manual_seed(cfg.seed + acc.process_index + 1_000_003 * step)
     model, opt = acc.prepare(model, opt)
     if cfg.compile:
         model = torch.compile(model)
@@ -177,6 +180,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         return losses
 
     def save(tag: str) -> None:
+        if not acc.is_main_process:  # the weights are the same in every process: one writer
+            return
         state = {"optimizer": opt.state_dict(), "step": step, "best_val": best_val,
                  "torch_rng": torch.get_rng_state(), "batch_rng": gen.get_state()}
         checkpoint.save(out / tag, acc.unwrap_model(model), state, config, history)
@@ -189,9 +194,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             best_val = ev["val"]
             save("best")
         save("last")
-        checkpoint.plot_losses(history, out / "loss.png")  # once per evaluation: a plot costs ~0.2 s
+        if acc.is_main_process:
+            checkpoint.plot_losses(history, out / "loss.png")  # once per evaluation: a plot costs ~0.2 s
 
-    bar = _progress(progress, cfg.max_iters, step)
+    bar = _progress(progress and acc.is_main_process, cfg.max_iters, step)
     t0, start_step, loss_value = time.perf_counter(), step, float("nan")
     model.train()
     try:
@@ -226,7 +232,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     except KeyboardInterrupt:
         if step > start_step:
             save("last")  # every finished step is kept; --resume continues from here
-            checkpoint.plot_losses(history, out / "loss.png")
+            if acc.is_main_process:
+                checkpoint.plot_losses(history, out / "loss.png")
             log.warning("interrupted at step %d; saved %s (resume with --resume)", step, out / "last")
         raise
     finally:
