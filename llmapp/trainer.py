@@ -146,6 +146,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     step, best_val, history = 0, float("inf"), {"train_steps": [], "train_loss": [], "evals": []}
     if resume:
         step, best_val, history = _restore(out, model, opt, gen, mcfg)
+        if step >= cfg.max_iters:
+            raise LLMAppError(f"the run in {out} already finished at step {step}; to train on, raise max_iters "
+                              f"(--set max_iters={2 * step} --set lr_decay_iters={2 * step})")
         if acc.process_index:  # the checkpoint holds the main process's stream; the others start fresh ones
             gen.manual_seed(cfg.seed + acc.process_index + 1_000_003 * step)
     model, opt = acc.prepare(model, opt)
@@ -200,8 +203,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     bar = _progress(progress and acc.is_main_process, cfg.max_iters, step)
     t0, start_step, loss_value = time.perf_counter(), step, float("nan")
     model.train()
+    stop = _StopRequest()
     try:
         while step < cfg.max_iters:
+            if stop.requested:  # Ctrl-C, honoured between steps: the saved state is exactly a step's
+                raise KeyboardInterrupt
             if step % cfg.eval_interval == 0 and step > start_step:
                 evaluate_and_save()
             for group in opt.param_groups:
@@ -230,13 +236,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 bar.update(step - bar.n)
         evaluate_and_save()
     except KeyboardInterrupt:
-        if step > start_step:
+        if step > start_step and not stop.forced:  # a second Ctrl-C may land mid-step: keep the older save
             save("last")  # every finished step is kept; --resume continues from here
             if acc.is_main_process:
                 checkpoint.plot_losses(history, out / "loss.png")
             log.warning("interrupted at step %d; saved %s (resume with --resume)", step, out / "last")
         raise
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
@@ -313,6 +320,37 @@ def _restore(out: Path, model: Any, opt: Any, gen: Any, mcfg: Any) -> tuple[int,
     torch.set_rng_state(state["torch_rng"])
     gen.set_state(state["batch_rng"])
     return int(state["step"]), float(state["best_val"]), checkpoint.load_history(out / "last")
+
+
+class _StopRequest:
+    """The first Ctrl-C asks the loop to stop after the current step (and save it); a second stops at once.
+
+    Stopping between steps is what makes resume exact: a KeyboardInterrupt raised inside a step could
+    land after the optimizer update and before the step counter, and the checkpoint would repeat it.
+    """
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = self.forced = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after this step and saving it (Ctrl-C again to stop at once)")
+
+    def restore(self) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:

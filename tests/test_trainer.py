@@ -95,6 +95,14 @@ def test_resume_without_state_is_a_clear_error(text_file, tmp_path):
         train(tiny(text_file, tmp_path / "empty"), resume=True, progress=False)
 
 
+def test_resuming_a_finished_run_says_how_to_train_on(text_file, tmp_path):
+    train(tiny(text_file, tmp_path / "done", max_iters=10, lr_decay_iters=10), progress=False)
+    with pytest.raises(LLMAppError, match=r"already finished at step 10; .*--set max_iters=20"):
+        train(tiny(text_file, tmp_path / "done", max_iters=10, lr_decay_iters=10), resume=True, progress=False)
+    more = train(tiny(text_file, tmp_path / "done", max_iters=15, lr_decay_iters=15), resume=True, progress=False)
+    assert more.steps == 15 and len(more.history["train_loss"]) == 15
+
+
 def test_data_too_short_for_one_block(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("To be or not to be, that is the question.")
@@ -121,3 +129,32 @@ def test_lr_schedule_warms_up_then_decays_to_min():
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(LLMAppError, match="unknown preset 'big'; use one of: shakespeare-char-cpu"):
         preset("big")
+
+
+def test_ctrl_c_from_the_command_line_resumes_exactly(text_file, tmp_path):
+    """A real SIGINT to `llmapp train` at an arbitrary moment; the resumed curve equals the uninterrupted one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = dict(max_iters=800, lr_decay_iters=800, eval_interval=100, dropout=0.0)
+    whole = train(tiny(text_file, tmp_path / "whole", **settings), progress=False)
+    run = tmp_path / "cli"
+    args = ["--data", str(text_file), "--preset", "tiny", "--out", str(run), "--quiet", "--set", "threads=1",
+            *sum((["--set", f"{k}={v}"] for k, v in settings.items()), [])]
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, "-m", "llmapp.cli", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "last").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere mid-run, between checkpoints
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, output
+    stopped_at = checkpoint.load_state(run / "last")["step"]
+    assert 100 <= stopped_at < 800 and "stopping after this step" in output, output
+    resumed = train(tiny(text_file, run, **settings), resume=True, progress=False)
+    assert resumed.history["train_loss"] == whole.history["train_loss"]
