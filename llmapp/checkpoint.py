@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -128,12 +130,26 @@ def export_hf(ckpt: str | Path, out: str | Path) -> Path:
     if unexpected or [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias", "lm_head.weight"))]:
         raise LLMAppError(f"export mismatch: missing {missing}, unexpected {unexpected}")
     hf.tie_weights()
-    with replace_dir(out) as tmp, torch.no_grad():
+    with replace_dir(out) as tmp, torch.no_grad(), quiet_hf_saving():
         hf.save_pretrained(tmp)
         tokenizer.to_hf().save_pretrained(tmp)
         (tmp / "llmapp-export.json").write_text(json.dumps({"format": FORMAT, "source": str(find(ckpt)),
                                                            "train_config": cfg.get("train", {})}, indent=2))
     return Path(out)
+
+
+@contextmanager
+def quiet_hf_saving() -> Iterator[None]:
+    """Hide transformers' "Writing model shards" bar: the commands print one line when done."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def plot_losses(history: dict, path: str | Path) -> None:

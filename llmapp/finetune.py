@@ -208,7 +208,9 @@ def _collate(batch: list[dict], pad: int, device: Any) -> tuple[Any, Any, Any]:
 
 def _save(model: Any, tokenizer: Any, cfg: FinetuneConfig, summary: dict) -> Path:
     """Write the model, tokenizer and run config to ``cfg.out_dir`` atomically."""
-    with replace_dir(cfg.out_dir) as tmp:
+    from llmapp.checkpoint import quiet_hf_saving
+
+    with replace_dir(cfg.out_dir) as tmp, quiet_hf_saving():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "llmapp-finetune.json").write_text(json.dumps({"format": 1, "config": asdict(cfg), **summary}, indent=2))
