@@ -19,6 +19,6 @@ Modules:
     rag.py        retrieve (vector / BM25 / hybrid, MMR) and answer with [n] citations
 """
 
-from pathlib import Path
+from llmapp.corpora import GENAI_NOTES as DEMO_DATA  # the bundled demo corpus (five notes)
 
-DEMO_DATA = Path(__file__).parent / "demo_data" / "genai-notes"  # the bundled demo corpus (five notes)
+__all__ = ["DEMO_DATA"]

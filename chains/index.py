@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmapp.config import RAGConfig
-from llmapp.errors import LLMAppError
+from llmapp.core.config import RAGConfig
+from llmapp.core.errors import LLMAppError
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class Store:
     def embeddings(self) -> Any:
         """The model queries are embedded with (the store's own, unless another was given)."""
         if self._embeddings is None:
-            from llmapp.models import load_embeddings
+            from llmapp.models.embeddings import load_embeddings
 
             self._embeddings = load_embeddings(self.manifest["embedding_model"])
         return self._embeddings
@@ -492,14 +492,14 @@ def _tokenizer(embeddings: Any) -> Any:
     client = getattr(embeddings, "client", None)
     tok = getattr(client, "tokenizer", None)
     if tok is None:  # an embeddings object with no tokenizer: count GPT-2-ish tokens via MiniLM's
-        from llmapp.models import load_sentence_transformer
+        from llmapp.models.embeddings import load_sentence_transformer
 
         tok = load_sentence_transformer().tokenizer
     return tok
 
 
 def _default_embeddings() -> Any:
-    from llmapp.models import load_embeddings
+    from llmapp.models.embeddings import load_embeddings
 
     return load_embeddings()
 

@@ -28,8 +28,8 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from chains.index import Store
-from llmapp.config import RAGConfig
-from llmapp.errors import LLMAppError, PromptTooLong
+from llmapp.core.config import RAGConfig
+from llmapp.core.errors import LLMAppError, PromptTooLong
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def rag_chain(store: Store | str | Path, chat_model: Any, config: RAGConfig | No
     Args:
         store: a loaded :class:`~chains.index.Store` or its folder.
         chat_model: any LangChain chat model (``llmapp.load_chat_model()``).
-        config: retrieval settings (:class:`~llmapp.config.RAGConfig`).
+        config: retrieval settings (:class:`~llmapp.core.config.RAGConfig`).
         return_sources: False: the output is the answer followed by a Sources block, as ``str``
             (``.stream()`` yields ``str`` pieces). True: ``invoke`` returns ``{"question", "answer",
             "sources", "abstained"}``; ``.stream()`` yields ``{"sources", "abstained"}`` first,

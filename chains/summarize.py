@@ -26,7 +26,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
-from llmapp.errors import LLMAppError, PromptTooLong
+from llmapp.core.errors import LLMAppError, PromptTooLong
 
 log = logging.getLogger(__name__)
 

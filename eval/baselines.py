@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 
-from llmapp.baselines import (
+from llmapp.train.baselines import (
     CharNGram,  # the character n-gram is also a trainable baseline; one copy serves both
 )
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmapp.errors import LLMAppError
-from llmapp.files import write_text
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def bench_load(quick: bool = False) -> dict:
            "import_s": round(statistics.median(r["import_s"] for r in smol + mini), 2)}
     if not quick:
         with tempfile.TemporaryDirectory() as tmp:
-            snippet = ("import json, time\nfrom pathlib import Path\nfrom llmapp import bundled\n"
+            snippet = ("import json, time\nfrom pathlib import Path\nfrom llmapp.models import bundled\n"
                        "t = time.perf_counter()\n"
                        f"bundled.gguf_to_hf_dir(bundled.smollm2_gguf(), cache_root=Path({tmp!r}))\n"
                        "print(json.dumps({'load_s': time.perf_counter() - t}))\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 CHAT = Path(__file__).parent / "data" / "chat-sample.jsonl"
 _RUN = """
 import json, resource
-from llmapp.finetune import FinetuneConfig, finetune
+from llmapp.train.finetune import FinetuneConfig, finetune
 r = finetune(FinetuneConfig(model={model!r}, data={data!r}, out_dir={out!r}, lora={lora}, max_iters={steps},
                             batch_size=4, warmup_iters=1), progress=False)
 print(json.dumps({{"tokens_per_s": r.tokens_per_s, "seconds": r.seconds, "trainable_params": r.trainable_params,

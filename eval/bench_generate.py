@@ -23,7 +23,7 @@ _LOAD_SNIPPET = """
 import json, time
 t0 = time.perf_counter()
 import torch, transformers
-from llmapp.models import load_causal_lm
+from llmapp.models.hf import load_causal_lm
 t1 = time.perf_counter()
 load_causal_lm("{model}")
 t2 = time.perf_counter()
@@ -44,7 +44,7 @@ def bench_generate(quick: bool = False, model: str = "smollm2-135m-instruct", ne
     """
     import torch
 
-    from llmapp.lc import ChatLocal
+    from llmapp.backends.hf import ChatLocal
 
     load = _load_in_fresh_process(model)
     reps, n = (1, 32) if quick else (3, new_tokens)

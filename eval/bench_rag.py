@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from llmapp.bundled import TINY_SHAKESPEARE as SHAKESPEARE
+from llmapp.corpora import TINY_SHAKESPEARE as SHAKESPEARE
 
 QA = Path(__file__).parent / "data" / "genai-qa.jsonl"
 JITTER = 1.0  # noise norm of the synthetic copies (~1, like the signal): 0.35 made clusters of near-ties
@@ -45,7 +45,9 @@ def _pct(values: list[float], q: float) -> float:
 def _shakespeare_text(chars: int) -> str:
     if SHAKESPEARE.exists():
         return SHAKESPEARE.read_text(encoding="utf-8")[:chars]
-    from chains import DEMO_DATA  # an installed llmapp without the shared data: repeat the demo notes
+    from llmapp.corpora import (
+        GENAI_NOTES as DEMO_DATA,  # an installed llmapp without the shared data: repeat the demo notes
+    )
 
     notes = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(DEMO_DATA.glob("*.txt")))
     return (notes * (chars // len(notes) + 1))[:chars]
@@ -90,7 +92,7 @@ def bench_scale(sizes: list[int], base_chunks: int = 1500) -> dict[str, Any]:
     from chains.index import split_text
     from chains.rag import retrieve
     from llmapp import load_embeddings
-    from llmapp.config import RAGConfig
+    from llmapp.core.config import RAGConfig
 
     emb = load_embeddings()
     pieces = [t for _, _, t in split_text(_shakespeare_text(400_000), emb.client.tokenizer, RAGConfig())][:base_chunks]
@@ -158,11 +160,11 @@ def quality(modes: tuple[str, ...] = ("vector", "bm25", "hybrid"), max_tokens: i
     """
     import dataclasses
 
-    from chains import DEMO_DATA
     from chains.index import Store, build_index
     from chains.rag import RAGChain, retrieve
     from llmapp import load_chat_model
-    from llmapp.config import RAGConfig
+    from llmapp.core.config import RAGConfig
+    from llmapp.corpora import GENAI_NOTES as DEMO_DATA
     from prompts import load_prompt
 
     rows = [json.loads(line) for line in QA.read_text().splitlines() if line.strip()]

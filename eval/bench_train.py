@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmapp.bundled import TINY_SHAKESPEARE as DATA  # the shipped copy of ../shared/data/tinyshakespeare.txt
+from llmapp.corpora import TINY_SHAKESPEARE as DATA  # the shipped copy of ../shared/data/tinyshakespeare.txt
 
 FLOPS_PER_CYCLE = 32  # fp32 per core: two 256-bit FMA pipes x 8 lanes x 2 (AVX2 / Zen 4's AVX-512 alike)
 
@@ -64,8 +64,8 @@ def full_val_loss(ckpt: Path, data_dir: Path) -> float:
     import numpy as np
     import torch
 
-    from llmapp import checkpoint
-    from llmapp.data import Dataset
+    from llmapp.train import checkpoint
+    from llmapp.train.data import Dataset
 
     model, _, cfg = checkpoint.load_model(ckpt)
     ids = torch.from_numpy(np.asarray(Dataset.load(data_dir).split("val"), dtype=np.int64))
@@ -85,8 +85,8 @@ def bench_train(quick: bool = False, data: str | Path = DATA) -> dict:
     Returns:
         A dict of figures; ``val_loss`` and ``wall_s`` are the headline against the targets.
     """
-    from llmapp.gpt import GPT, GPTConfig
-    from llmapp.trainer import estimate_mfu, preset, train
+    from llmapp.train.gpt import GPT, GPTConfig
+    from llmapp.train.trainer import estimate_mfu, preset, train
 
     if not Path(data).exists():
         raise FileNotFoundError(f"{data} not found; the benchmark needs the shared Tiny Shakespeare file")

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from eval.tasks import EvalContext, Task, get_task
-from llmapp.config import apply_overrides
-from llmapp.errors import LLMAppError
-from llmapp.files import write_text
+from llmapp.core.config import apply_overrides
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import write_text
 
 log = logging.getLogger(__name__)
 

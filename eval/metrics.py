@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 # ------------------------------------------------------------------------------------------ answers (SQuAD)
 

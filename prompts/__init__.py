@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 BUILTIN_DIR = Path(__file__).parent
 SUFFIXES = (".yaml", ".yml", ".jinja")

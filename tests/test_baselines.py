@@ -10,9 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from llmapp.baselines import CharLSTM, CharNGram, LSTMConfig
 from llmapp.cli import cli
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
+from llmapp.train.baselines import CharLSTM, CharNGram, LSTMConfig
 
 
 def test_ngram_is_a_proper_distribution_and_round_trips(tmp_path):
@@ -69,7 +69,7 @@ def test_markov_samples_reproducibly(runs):
 
 def test_only_gpt_exports(runs, tmp_path):
     with pytest.raises(LLMAppError, match="only GPT checkpoints export"):
-        from llmapp.checkpoint import export_hf
+        from llmapp.train.checkpoint import export_hf
 
         export_hf(runs / "lstm" / "last", tmp_path / "hf")
 
@@ -91,7 +91,7 @@ def test_bits_per_char_across_markov_lstm_gpt_and_smollm2(runs, tmp_path):
 
 def test_bits_per_char_is_the_common_scoring_interface(runs):
     from eval.tasks.perplexity import score_checkpoint
-    from llmapp.baselines import bits_per_char
+    from llmapp.train.baselines import bits_per_char
 
     text = (runs / "held_out.txt").read_text()[:600]
     for kind in ("markov", "gpt"):

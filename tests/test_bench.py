@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from eval import bench as B
 from llmapp.cli import cli
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from llmapp import bundled
+from llmapp.core import paths
+from llmapp.models import bundled
 
 
 @pytest.fixture
@@ -68,4 +69,4 @@ def test_cache_check_rejects_truncated_weights(tmp_path):
 
 
 def test_home_follows_env(llmapp_home):
-    assert bundled.home() == llmapp_home
+    assert paths.home() == llmapp_home

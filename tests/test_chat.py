@@ -12,9 +12,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from llmapp.chat import ChatSession, ExitChat, Reply
-from llmapp.cli import cli
-from llmapp.conversation import (
+from llmapp.chat.conversation import (
     ChatState,
     ConversationLog,
     fit_history,
@@ -23,16 +21,18 @@ from llmapp.conversation import (
     read_log,
     save_state,
 )
-from llmapp.errors import LLMAppError, PromptTooLong
-from llmapp.terminal import read_message
+from llmapp.chat.session import ChatSession, ExitChat, Reply
+from llmapp.chat.terminal import read_message
+from llmapp.cli import cli
+from llmapp.core.errors import LLMAppError, PromptTooLong
 
 
 @pytest.fixture
 def llmapp_home(tmp_path, monkeypatch):
     """A private $LLMAPP_HOME whose model cache points at the real one (no second GGUF conversion)."""
-    from llmapp import bundled
+    from llmapp.core import paths
 
-    models = bundled.home() / "models"
+    models = paths.home() / "models"
     home = tmp_path / "llmapp-home"
     home.mkdir()
     if models.is_dir():
@@ -84,7 +84,7 @@ def test_fit_history_drops_oldest_turns_keeps_system_and_newest(chat_model):
     history = turns(6) + [{"role": "user", "content": "And the last one?"}]
 
     def count_dicts(msgs):
-        from llmapp.chat import _to_lc
+        from llmapp.chat.session import _to_lc
         return count(_to_lc(msgs))
 
     full = count_dicts([{"role": "system", "content": system}] + history)
@@ -166,7 +166,7 @@ def test_retry_with_nothing_to_retry(session):
 
 # -- commands ---------------------------------------------------------------------------------
 def test_help_lists_every_command(session):
-    from llmapp.chat import COMMANDS
+    from llmapp.chat.session import COMMANDS
 
     text = session.run_command("/help")
     for name in ("/reset", "/system", "/model", "/set", "/rag", "/save", "/load", "/history", "/tokens",
@@ -180,7 +180,7 @@ def test_help_lists_every_command(session):
     ("/set temperature=hot", "bad value for temperature"),
     ("/set warmth=1", "unknown setting 'warmth'.*max_context"),
     ("/set temperature", "expected key=value"),
-    ("/set top_p=0", "top_p must be"),
+    ("/set top_p=0", "top_p=0.0: must be above 0"),
     ("/set max_context=abc", "max_context"),
     ("/model gpt-17", "unknown model 'gpt-17'"),
     ("/load /nonexistent/chat.json", "cannot read"),

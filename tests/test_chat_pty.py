@@ -28,12 +28,12 @@ LLMAPP = shutil.which("llmapp", path=str(Path(sys.executable).parent)) or "llmap
 @pytest.fixture
 def spawn(tmp_path):
     """Start ``llmapp chat ARGS`` in a 40x100 pseudo-terminal with a private $LLMAPP_HOME."""
-    from llmapp import bundled
+    from llmapp.core import paths
 
     home = tmp_path / "home"
     home.mkdir()
-    if (bundled.home() / "models").is_dir():  # share the dequantized model cache
-        (home / "models").symlink_to(bundled.home() / "models")
+    if (paths.home() / "models").is_dir():  # share the dequantized model cache
+        (home / "models").symlink_to(paths.home() / "models")
     env = dict(os.environ, LLMAPP_HOME=str(home), TERM="xterm-256color", HF_HUB_OFFLINE="1",
                PROMPT_TOOLKIT_NO_CPR="1")  # pexpect does not answer cursor-position requests
     children = []

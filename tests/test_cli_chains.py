@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from chains import DEMO_DATA
 from llmapp.cli import cli
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
+from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,12 @@ def test_summarize_a_short_file(tmp_path):
 @pytest.fixture
 def demo_home(tmp_path, monkeypatch):
     """A private $LLMAPP_HOME that shares the real one's model cache (no second GGUF conversion)."""
-    from llmapp import bundled
+    from llmapp.core import paths
 
     home = tmp_path / "home"
     home.mkdir()
-    if (bundled.home() / "models").is_dir():
-        (home / "models").symlink_to(bundled.home() / "models")
+    if (paths.home() / "models").is_dir():
+        (home / "models").symlink_to(paths.home() / "models")
     monkeypatch.setenv("LLMAPP_HOME", str(home))
     return home
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmapp.config import GenerationConfig, RAGConfig, apply_overrides
+from llmapp.core.config import GenerationConfig, RAGConfig, apply_overrides
 
 
 def test_overrides_are_typed():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmapp.data import CharTokenizer, Dataset, get_batch, prepare, read_text
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
+from llmapp.train.data import CharTokenizer, Dataset, get_batch, prepare, read_text
 
 
 def test_char_split_matches_nanogpt(tmp_path):

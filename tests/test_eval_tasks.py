@@ -10,7 +10,7 @@ from eval.tasks import TASKS, EvalContext, System, get_task
 from eval.tasks.perplexity import PerplexityTask, check_scorable, score_hf
 from eval.tasks.rag_qa import RAGQATask, score_answer
 from eval.tasks.retrieval import RetrievalTask
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 SMOL = "smollm2-135m-instruct"
 
@@ -32,7 +32,7 @@ def test_score_hf_matches_the_models_own_loss():
     """Parity: one window over the whole text equals transformers' built-in mean loss x targets."""
     import torch
 
-    from llmapp.models import load_causal_lm
+    from llmapp.models.hf import load_causal_lm
 
     lm = load_causal_lm(SMOL)
     nll, scored = score_hf(SMOL, TEXT, window=512, stride=256)
@@ -108,8 +108,8 @@ def test_score_answer_by_hand():
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory):
-    from chains import DEMO_DATA
     from chains.index import build_index
+    from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
     store = tmp_path_factory.mktemp("store") / "demo"
     build_index([DEMO_DATA], store)

@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from llmapp import checkpoint
-from llmapp.errors import LLMAppError
-from llmapp.gpt import GPT, GPTConfig
-from llmapp.trainer import preset, train
+from llmapp.core.errors import LLMAppError
+from llmapp.train import checkpoint
+from llmapp.train.gpt import GPT, GPTConfig
+from llmapp.train.trainer import preset, train
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from llmapp.cli import cli
-from llmapp.errors import LLMAppError
-from llmapp.finetune import FinetuneConfig, finetune, load_examples
+from llmapp.core.errors import LLMAppError
+from llmapp.train.finetune import FinetuneConfig, finetune, load_examples
 
 CHAT = "eval/data/chat-sample.jsonl"
 

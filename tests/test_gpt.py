@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmapp.gpt import GPT, GPTConfig, sample_next
+from llmapp.train.gpt import GPT, GPTConfig, sample_next
 
 
 @pytest.fixture(scope="module")

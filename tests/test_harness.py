@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from eval.harness import CACHE_FILE, evaluate
 from eval.tasks.summarization import SummarizationTask
 from llmapp.cli import cli, main
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 
 def _summaries(path, n=4):

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from chains import DEMO_DATA
 from chains.index import DOCSTORE, INDEX_FILE, MANIFEST, Hit, IndexReport, Store, build_index, decode_bytes
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
+from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,8 @@ def test_corrupt_store_is_detected_and_failed_update_keeps_the_last_good_store(d
 
 
 def test_a_different_embedding_model_is_refused(demo_store):
-    from llmapp import bundled, load_embeddings
+    from llmapp import load_embeddings
+    from llmapp.models import bundled
 
     other = load_embeddings(str(bundled.minilm_dir()))  # same weights, but not the model the store names
     with pytest.raises(LLMAppError, match="was built with embeddings 'minilm-l6'"):

@@ -1,4 +1,4 @@
-"""langchain-tests' standard suites, run on the real bundled models.
+"""langchain-tests' standard suites, run on the real bundled models, on both local chat backends.
 
 Unsupported features (tools, images, audio, PDF, JSON mode) are declared through the suites' own
 properties; nothing is skipped by hand.
@@ -9,7 +9,9 @@ from __future__ import annotations
 from langchain_tests.integration_tests import ChatModelIntegrationTests, EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests
 
-from llmapp.lc import ChatLocal, LocalEmbeddings
+from llmapp.backends.hf import ChatLocal
+from llmapp.backends.llamacpp import ChatLlamaCpp
+from llmapp.models.embeddings import LocalEmbeddings
 
 CHAT_PARAMS = {"model": "smollm2-135m-instruct"}
 
@@ -48,6 +50,22 @@ class TestChatLocalIntegration(_Short, ChatModelIntegrationTests):
     @property
     def supports_json_mode(self):
         return False
+
+
+class TestChatLlamaCppUnit(_Short, ChatModelUnitTests):
+    @property
+    def chat_model_class(self):
+        return ChatLlamaCpp
+
+    @property
+    def chat_model_params(self):
+        return CHAT_PARAMS
+
+
+class TestChatLlamaCppIntegration(TestChatLocalIntegration):
+    @property
+    def chat_model_class(self):
+        return ChatLlamaCpp
 
 
 class TestEmbeddingsUnit(EmbeddingsUnitTests):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from llmapp import load_masked_lm
-from llmapp.bundled import minilm_dir
-from llmapp.errors import LLMAppError, ModelNotFound
+from llmapp.core.errors import LLMAppError, ModelNotFound
+from llmapp.models.bundled import minilm_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from eval import metrics as M
 from eval.baselines import CharNGram, lead, random_sentences
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 
 def test_squad_normalisation_and_exact_match():

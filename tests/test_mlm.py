@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from llmapp import load_masked_lm
-from llmapp.mlm import HEAD_PATH, MLMConfig, accuracy, base_model, load_mlm_model, mask_tokens
+from llmapp.models.masked import HEAD_PATH, base_model, load_mlm_model
+from llmapp.train.mlm import MLMConfig, accuracy, mask_tokens
 
 HELD_OUT = [  # sentences from neither training text
     "The children walked to the school every morning before the sun came up.",
@@ -53,16 +54,16 @@ def test_fill_mask_through_the_registry():
 
 
 def test_missing_head_names_the_rebuild_command(tmp_path):
-    from llmapp.errors import ModelNotFound
+    from llmapp.core.errors import ModelNotFound
 
-    with pytest.raises(ModelNotFound, match="python -m llmapp.mlm"):
+    with pytest.raises(ModelNotFound, match="python -m llmapp.train.mlm"):
         load_mlm_model(tmp_path / "nope.safetensors")
 
 
 def test_unfreezing_the_top_layer_trains_and_ships_it_with_the_head(tmp_path):
     from safetensors.torch import load_file
 
-    from llmapp.mlm import train_head
+    from llmapp.train.mlm import train_head
 
     out = tmp_path / "head-top1.safetensors"
     cfg = MLMConfig(steps=3, batch_size=4, encode_batches=2, eval_batches=1, unfreeze_layers=1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from llmapp import bundled
-from llmapp.errors import ModelNotFound
-from llmapp.models import REGISTRY, load_causal_lm, load_sentence_transformer, resolve
+from llmapp.core.errors import ModelNotFound
+from llmapp.models import REGISTRY, bundled, resolve
+from llmapp.models.embeddings import load_sentence_transformer
+from llmapp.models.hf import load_causal_lm
 
 
 def test_unknown_name_lists_valid_names():
@@ -27,10 +30,24 @@ def test_directory_without_config_is_refused(tmp_path):
         resolve(tmp_path)
 
 
-def test_local_directory_and_hub_id_pass_through(tmp_path):
+def test_local_directory_and_cached_hub_id_pass_through(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     assert resolve(tmp_path) == str(tmp_path)
-    assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # A hub id resolves only from the local Hugging Face cache: build one with a snapshot in it.
+    snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--acme--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve("acme/tiny") == "acme/tiny"
+
+
+def test_uncached_hub_id_is_refused_at_once_without_the_network():
+    start = time.monotonic()
+    with pytest.raises(ModelNotFound, match="not in the local Hugging Face cache, and llmapp never downloads"):
+        resolve("nobody/no-such-model-xyz")
+    assert time.monotonic() - start < 1.0
 
 
 def test_missing_package_gives_the_pip_command(monkeypatch):

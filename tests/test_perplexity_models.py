@@ -8,9 +8,9 @@ import math
 
 from click.testing import CliRunner
 
-from llmapp.checkpoint import export_hf
 from llmapp.cli import cli
-from llmapp.trainer import preset, train
+from llmapp.train.checkpoint import export_hf
+from llmapp.train.trainer import preset, train
 
 
 def test_gpt_checkpoint_and_its_hf_export_score_alike(tmp_path):

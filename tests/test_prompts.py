@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 from prompts import TemplateError, available, check_variables, load_prompt
 
 BUILTINS = {"generate": {"prompt"}, "summarize_map": {"text"}, "summarize_combine": {"text"},

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from chains import DEMO_DATA
 from chains.index import Store, build_index
 from chains.rag import ABSTAIN, CitationFilter, Source, rag_chain, retrieve
-from llmapp.config import RAGConfig
-from llmapp.errors import LLMAppError, PromptTooLong
+from llmapp.core.config import RAGConfig
+from llmapp.core.errors import LLMAppError, PromptTooLong
+from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
 GAN = "002_689f4fe1e3be862a.txt"
 

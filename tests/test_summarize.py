@@ -6,7 +6,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 
 from chains.summarize import SummarizeConfig, summarize, summarize_chain
-from llmapp.errors import LLMAppError, PromptTooLong
+from llmapp.core.errors import LLMAppError, PromptTooLong
 
 SHAKESPEARE = __import__("conftest").CORPORA / "tinyshakespeare.txt"
 

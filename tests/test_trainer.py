@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from llmapp import checkpoint
-from llmapp.errors import LLMAppError
-from llmapp.trainer import lr_at, preset, train
+from llmapp.core.errors import LLMAppError
+from llmapp.train import checkpoint
+from llmapp.train.trainer import lr_at, preset, train
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NOTES = HERE.parent.parent / "chains" / "demo_data" / "genai-notes"
+NOTES = HERE.parent.parent / "llmapp" / "corpora" / "genai-notes"
 OUT = HERE / "genai-beir"
 MIN_CHARS = 120  # shorter paragraphs (headings, link lists) are merged into the next one
 

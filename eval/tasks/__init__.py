@@ -16,7 +16,7 @@ from eval.tasks.perplexity import PerplexityTask
 from eval.tasks.rag_qa import RAGQATask
 from eval.tasks.retrieval import RetrievalTask
 from eval.tasks.summarization import SummarizationTask
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 TASKS: dict[str, type[Task]] = {
     "perplexity": PerplexityTask,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 DATA = Path(__file__).resolve().parent.parent / "data"  # the small datasets shipped with the harness
 

@@ -45,7 +45,7 @@ class GenerationTask(Task):
     def run(self, system: System, example: dict[str, Any]) -> dict[str, Any]:
         if system.spec == "markov":
             if not hasattr(self, "_markov"):
-                from chains import DEMO_DATA
+                from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
                 notes = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(DEMO_DATA.glob("*.txt")))
                 self._markov = WordMarkov().fit(notes)

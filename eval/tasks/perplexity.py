@@ -24,11 +24,11 @@ from typing import Any, ClassVar
 from eval.baselines import CharNGram
 from eval.metrics import bits_per_char, perplexity
 from eval.tasks.base import System, Task, limited, model_systems
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 
 def _demo_notes() -> str:
-    from chains import DEMO_DATA
+    from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
     return str(DEMO_DATA)
 
@@ -138,7 +138,7 @@ def score_hf(name: str, text: str, window: int, stride: int) -> tuple[float, int
     first token is scored too, which keeps bits per character covering every character.
     """
 
-    from llmapp.models import load_causal_lm
+    from llmapp.models.hf import load_causal_lm
 
     lm = load_causal_lm(name)
     if not hasattr(lm.model, "forward") or not hasattr(lm.model.config, "vocab_size"):
@@ -164,11 +164,11 @@ def score_checkpoint(folder: str, text: str, window: int, stride: int) -> tuple[
     A character model has no boundary token, so its first character is charged at a uniform
     ``log(vocab)``; every character is then paid for, as with the other systems.
     """
-    from llmapp import checkpoint
+    from llmapp.train import checkpoint
 
     cfg = checkpoint.read_config(folder)
     if cfg["train"].get("model_type", "gpt") == "markov":
-        from llmapp.baselines import load_markov
+        from llmapp.train.baselines import load_markov
 
         return load_markov(checkpoint.find(folder)).nll(text), len(text)
     model, tok, _ = checkpoint.load_model(folder)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from eval.metrics import exact_match, keyword_accuracy, mean, token_f1
 from eval.tasks.base import DATA, System, Task, limited, model_systems, read_jsonl, sentences
-from llmapp.config import RAGConfig
+from llmapp.core.config import RAGConfig
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,10 @@ def _supports(source: dict[str, Any], keywords: list[str], expected: set[str]) -
 
 def demo_store(embeddings: str = "minilm-l6") -> str:
     """The bundled demo notes indexed once under ``$LLMAPP_HOME/eval/demo-store`` (incremental after)."""
-    from chains import DEMO_DATA
     from chains.index import build_index
     from llmapp import load_embeddings
-    from llmapp.bundled import home
+    from llmapp.core.paths import home
+    from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
     store = home() / "eval" / f"demo-store-{embeddings.replace('/', '_')}"
     build_index([DEMO_DATA], store, embeddings=load_embeddings(embeddings))

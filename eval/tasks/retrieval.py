@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from eval.metrics import mean, mrr, ndcg_at_k, recall_at_k
 from eval.tasks.base import DATA, System, Task, limited, read_jsonl
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 
 
 @dataclass

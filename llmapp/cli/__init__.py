@@ -95,7 +95,7 @@ def cli(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group, turning user errors into one-line messages and exit code 2."""
-    from llmapp.errors import LLMAppError
+    from llmapp.core.errors import LLMAppError
 
     try:
         cli.main(args=argv, prog_name="llmapp", standalone_mode=False)

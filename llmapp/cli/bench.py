@@ -29,7 +29,7 @@ def bench(names: tuple[str, ...], quick: bool, out: str | None) -> None:
       llmapp bench --quick --out b.json    # all, small; writes b.json and b.md
     """
     from eval.bench import markdown_table, run_benchmarks, write_results
-    from llmapp.bundled import home
+    from llmapp.core.paths import home
 
     results = run_benchmarks(list(names) or None, quick=quick,
                              on_start=lambda name: click.echo(f"running {name} ...", err=True))

@@ -110,7 +110,7 @@ def summarize(file, strategy, model, max_tokens, chunk_tokens, repetition_penalt
     """
     from chains.index import read_document
     from chains.summarize import SummarizeConfig, summarize_stream
-    from llmapp.errors import LLMAppError
+    from llmapp.core.errors import LLMAppError
 
     try:
         text = read_document(Path(file))
@@ -146,7 +146,7 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
 
     from chains.index import MANIFEST, build_index
     from llmapp import load_embeddings
-    from llmapp.config import RAGConfig
+    from llmapp.core.config import RAGConfig
 
     config = RAGConfig() if chunk_tokens is None else dataclasses.replace(RAGConfig(), chunk_tokens=chunk_tokens)
     existing = (Path(store) / MANIFEST).exists() and not rebuild
@@ -184,7 +184,7 @@ def ask(question, store, retrieval, mmr, k, min_score, model, max_tokens, as_jso
 
     from chains.index import Store
     from chains.rag import rag_chain
-    from llmapp.config import RAGConfig
+    from llmapp.core.config import RAGConfig
 
     config = dataclasses.replace(RAGConfig(), retrieval=retrieval, mmr=mmr, k=k,
                                  **({"min_score": min_score} if min_score is not None else {}))

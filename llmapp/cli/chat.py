@@ -1,4 +1,4 @@
-"""``llmapp chat``: the terminal chat (``llmapp.chat`` + ``llmapp.terminal``).
+"""``llmapp chat``: the terminal chat (``llmapp.chat.session`` + ``llmapp.chat.terminal``).
 
     llmapp chat
     llmapp chat --system "Answer in one sentence." --set temperature=0.7
@@ -47,10 +47,10 @@ def chat(model: str | None, system: str | None, store: str | None, resume: bool,
       llmapp chat --continue
       printf 'My name is Ada.\\nWhat is my name?\\n' | llmapp chat
     """
-    from llmapp.chat import ChatSession
-    from llmapp.conversation import ConversationLog, latest_conversation
+    from llmapp.chat.conversation import ConversationLog, latest_conversation
+    from llmapp.chat.session import ChatSession
+    from llmapp.chat.terminal import is_interactive, run_plain, run_terminal
     from llmapp.models import DEFAULT_CHAT
-    from llmapp.terminal import is_interactive, run_plain, run_terminal
 
     if logging.getLogger().level >= logging.WARNING:  # bm25s pins its own logger at DEBUG on import
         logging.getLogger("bm25s").setLevel(logging.WARNING)

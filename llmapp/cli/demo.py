@@ -1,6 +1,6 @@
 """``llmapp demo``: the main job, as run by ``make demo``.
 
-Indexes the bundled generative-AI notes (``chains/demo_data/genai-notes``) into
+Indexes the bundled generative-AI notes (``llmapp/corpora/genai-notes``) into
 ``$LLMAPP_HOME/demo-store`` (incrementally: the second run re-embeds nothing) and streams a cited
 answer to a question about them, with its Sources.
 
@@ -30,13 +30,14 @@ def demo(question: str, max_tokens: int, retrieval: str) -> None:
     """
     import dataclasses
 
-    from chains import DEMO_DATA
     from chains.index import build_index
     from chains.rag import rag_chain
-    from llmapp import bundled, load_chat_model
-    from llmapp.config import RAGConfig
+    from llmapp import load_chat_model
+    from llmapp.core.config import RAGConfig
+    from llmapp.core.paths import home
+    from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 
-    store = bundled.home() / "demo-store"
+    store = home() / "demo-store"
     report = build_index([DEMO_DATA], store, progress=True)
     state = "up to date" if not report.files_indexed else f"{report.files_indexed} file(s) embedded"
     click.echo(f"Store {store}: {report.files_indexed + report.files_unchanged} notes, {report.chunks} chunks "
@@ -44,7 +45,7 @@ def demo(question: str, max_tokens: int, retrieval: str) -> None:
     click.echo(f"Try: llmapp ask \"...\" --store {store}\n")
     chat = load_chat_model(max_tokens=max_tokens)
     chain = rag_chain(store, chat, dataclasses.replace(RAGConfig(), retrieval=retrieval))
-    _ = chain.store.embeddings.client, chat.lm  # load both models now, so their load messages come before the answer
+    _ = chain.store.embeddings.client, chat.warm()  # load both models now, so their load messages come before the answer
     click.echo(f"Q: {question}\nA: ", nl=False)
     stream = chain.stream(question)
     try:

@@ -44,7 +44,7 @@ def evaluate(tasks: tuple[str, ...], models: tuple[str, ...], store: str | None,
     from eval.harness import REPORT_FILE, RESULTS_FILE
     from eval.harness import evaluate as run
     from eval.report import fmt
-    from llmapp.errors import LLMAppError
+    from llmapp.core.errors import LLMAppError
 
     paths = {}
     for item in data:

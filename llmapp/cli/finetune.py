@@ -29,10 +29,10 @@ def finetune(model: str, data: str, out: str, lora: bool, overrides: tuple[str, 
       llmapp finetune --data notes.txt --out runs/ft-full --set max_iters=50 --set batch_size=2
       llmapp chat --model runs/ft
     """
-    from llmapp.config import apply_overrides
-    from llmapp.errors import LLMAppError
-    from llmapp.finetune import FinetuneConfig
-    from llmapp.finetune import finetune as run
+    from llmapp.core.config import apply_overrides
+    from llmapp.core.errors import LLMAppError
+    from llmapp.train.finetune import FinetuneConfig
+    from llmapp.train.finetune import finetune as run
 
     try:
         cfg = apply_overrides(FinetuneConfig(model=model, data=data, out_dir=out, lora=lora), list(overrides))

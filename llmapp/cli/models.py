@@ -21,7 +21,7 @@ def models(as_json: bool) -> None:
       llmapp models
       llmapp models --json | jq '.[].name'
     """
-    from llmapp.errors import ModelNotFound
+    from llmapp.core.errors import ModelNotFound
     from llmapp.models import REGISTRY
 
     rows = []

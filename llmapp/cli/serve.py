@@ -1,4 +1,4 @@
-"""``llmapp serve``: run the OpenAI-compatible HTTP server (``llmapp.server``) under uvicorn.
+"""``llmapp serve``: run the OpenAI-compatible HTTP server (``llmapp.server.app``) under uvicorn.
 
     llmapp serve
     llmapp serve --model smollm2-135m-instruct --model minilm-l6 --store ./store --api-key sk-local
@@ -79,7 +79,7 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
 def _check_port(host: str, port: int) -> None:
     import socket
 
-    from llmapp.errors import LLMAppError
+    from llmapp.core.errors import LLMAppError
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:

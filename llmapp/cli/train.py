@@ -37,11 +37,11 @@ def train(data: str, preset: str | None, config_file: str | None, overrides: tup
       llmapp train --data notes.txt --preset tiny --set tokenizer=smollm2-135m-instruct --set max_iters=200
       llmapp train --data ../shared/data/tinyshakespeare.txt --out runs/shakespeare --resume
     """
-    from llmapp.config import apply_overrides
-    from llmapp.errors import LLMAppError
-    from llmapp.trainer import TrainConfig
-    from llmapp.trainer import preset as preset_config
-    from llmapp.trainer import train as run
+    from llmapp.core.config import apply_overrides
+    from llmapp.core.errors import LLMAppError
+    from llmapp.train.trainer import TrainConfig
+    from llmapp.train.trainer import preset as preset_config
+    from llmapp.train.trainer import train as run
 
     cfg = preset_config(preset) if preset else TrainConfig()
     try:
@@ -52,7 +52,7 @@ def train(data: str, preset: str | None, config_file: str | None, overrides: tup
     except (ValueError, json.JSONDecodeError) as exc:
         raise LLMAppError(str(exc)) from None
     if cfg.model_type == "markov":
-        from llmapp.baselines import train_markov
+        from llmapp.train.baselines import train_markov
 
         click.echo(f"saved the Markov baseline to {train_markov(cfg, progress=not quiet)}")
         return
@@ -82,14 +82,14 @@ def sample(ckpt: str, prompt: str, max_tokens: int, temperature: float, top_k: i
     """
     import torch
 
-    from llmapp import checkpoint
-    from llmapp.errors import LLMAppError
+    from llmapp.core.errors import LLMAppError
+    from llmapp.train import checkpoint
 
     cfg = checkpoint.read_config(ckpt)
     if not prompt:
         raise LLMAppError("empty prompt; pass --prompt TEXT (the default is a newline)")
     if cfg["train"].get("model_type", "gpt") == "markov":
-        from llmapp.baselines import load_markov
+        from llmapp.train.baselines import load_markov
 
         chain = load_markov(checkpoint.find(ckpt))
         for i in range(num_samples):
@@ -118,6 +118,6 @@ def export(ckpt: str, out: str) -> None:
       llmapp export --ckpt runs/shakespeare/best --out runs/shakespeare-hf
       llmapp chat --model runs/shakespeare-hf
     """
-    from llmapp.checkpoint import export_hf
+    from llmapp.train.checkpoint import export_hf
 
     click.echo(f"exported to {export_hf(ckpt, out)}")

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmapp import checkpoint
-from llmapp.errors import LLMAppError
-from llmapp.files import write_text
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import write_text
+from llmapp.train import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,10 @@ EVAL_TOKENS_PER_PASS = 8192  # evaluation batches are stacked up to this many to
 class TrainConfig:
     """Everything about one training run; saved with every checkpoint."""
 
-    data: str = ""  # a text/JSONL file (tokenized into OUT/data) or a folder prepared by llmapp.data
+    data: str = ""  # a text/JSONL file (tokenized into OUT/data) or a folder prepared by llmapp.train.data
     out_dir: str = "runs/gpt"
     tokenizer: str = "char"  # "char", or a registry name / path of a Hugging Face tokenizer
-    model_type: str = "gpt"  # "gpt"; or the baselines "lstm" and "markov" (llmapp.baselines)
+    model_type: str = "gpt"  # "gpt"; or the baselines "lstm" and "markov" (llmapp.train.baselines)
     # model shape (see GPTConfig)
     n_layer: int = 4
     n_head: int = 4
@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     import torch
     from accelerate import Accelerator
 
-    from llmapp.data import Dataset, get_batch, prepare
+    from llmapp.train.data import Dataset, get_batch, prepare
 
     out = Path(cfg.out_dir)
     ds = _dataset(cfg, out, Dataset, prepare)
@@ -254,13 +254,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
 def build_model(cfg: TrainConfig, vocab_size: int) -> tuple[Any, Any]:
     """The model a run trains, and its config: the GPT, or the character LSTM baseline."""
     if cfg.model_type == "gpt":
-        from llmapp.gpt import GPT, GPTConfig
+        from llmapp.train.gpt import GPT, GPTConfig
 
         mcfg = GPTConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
         return GPT(mcfg), mcfg
     if cfg.model_type == "lstm":
-        from llmapp.baselines import CharLSTM, LSTMConfig
+        from llmapp.train.baselines import CharLSTM, LSTMConfig
 
         mcfg = LSTMConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=min(cfg.n_layer, 2),
                           n_embd=2 * cfg.n_embd, dropout=cfg.dropout)

@@ -3,10 +3,10 @@
 The session holds the history, the system prompt, generation settings (a ``GenerationConfig``), the
 chat model (switched through the registry) and, in RAG mode, a store. ``session.send(text)`` returns
 a :class:`Reply` to iterate piece by piece; the history is trimmed oldest-first to fit the context
-window, and every change is autosaved to a JSONL log (``llmapp.conversation``). The terminal front
-end lives in ``llmapp.terminal``; ``llmapp chat`` wires them together.
+window, and every change is autosaved to a JSONL log (``llmapp.chat.conversation``). The terminal front
+end lives in ``llmapp.chat.terminal``; ``llmapp chat`` wires them together.
 
-    from llmapp.chat import ChatSession
+    from llmapp.chat.session import ChatSession
     session = ChatSession(settings={"max_tokens": 32})
     for piece in session.send("My name is Ada."):
         print(piece, end="", flush=True)
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmapp.config import GenerationConfig, RAGConfig, apply_overrides
-from llmapp.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
-from llmapp.errors import LLMAppError
+from llmapp.chat.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
+from llmapp.core.config import GenerationConfig, RAGConfig, apply_overrides
+from llmapp.core.errors import LLMAppError
 from llmapp.models import DEFAULT_CHAT
 
 log = logging.getLogger(__name__)
@@ -138,13 +138,14 @@ class ChatSession:
         store: a RAG store folder; answers then come from ``chains.rag`` with ``[n]`` citations.
         log: where to autosave (None: do not save).
         chat_model: an already built chat model to use instead of loading ``model``.
+        backend: ``llamacpp``, ``hf``, ``openai`` or ``fake`` (default: chosen from the model name).
     """
 
     def __init__(self, model: str = DEFAULT_CHAT, system: str | None = None,
                  settings: dict[str, Any] | list[str] | None = None, max_context: int | None = None,
                  store: str | Path | None = None, log: ConversationLog | None = None,
-                 chat_model: Any = None) -> None:
-        self.model_name = model
+                 chat_model: Any = None, backend: str | None = None) -> None:
+        self.model_name, self.backend = model, backend
         self.system = system or None
         self.config = GenerationConfig()
         self.max_context = max_context
@@ -165,11 +166,9 @@ class ChatSession:
         """The chat model, built on first use (its weights come from the registry's shared cache)."""
         with self._load_lock:
             if self._chat_model is None:
-                from llmapp.models import load_chat_model
+                from llmapp.backends import load_chat_model
 
-                model = load_chat_model(self.model_name)
-                model.lm  # noqa: B018 - load the weights now, so errors surface here
-                self._chat_model = model
+                self._chat_model = load_chat_model(self.model_name, backend=self.backend).warm()  # errors surface here
             return self._chat_model
 
     def preload(self) -> threading.Thread:
@@ -191,15 +190,13 @@ class ChatSession:
         window = self.chat_model.context_window
         return min(window, self.max_context) if self.max_context else window
 
-    def switch_model(self, name: str) -> None:
-        """Switch to another model (the history stays). Raises LLMAppError for an unknown name."""
-        from llmapp.models import load_chat_model, resolve
+    def switch_model(self, name: str, backend: str | None = None) -> None:
+        """Switch to another model or backend (the history stays). Raises LLMAppError for an unknown name."""
+        from llmapp.backends import load_chat_model
 
-        resolve(name, kind="chat" if name in _registry() else None)  # unknown -> error listing valid names
-        model = load_chat_model(name)
-        model.lm  # noqa: B018
+        model = load_chat_model(name, backend=backend).warm()  # unknown -> one line listing valid names
         with self._load_lock:
-            self._chat_model, self.model_name = model, name
+            self._chat_model, self.model_name, self.backend = model, name, backend
         self._record_settings()
 
     # -- state -------------------------------------------------------------------------------
@@ -268,7 +265,6 @@ class ChatSession:
         except ValueError as exc:
             extra = ", max_context" if str(exc).startswith("unknown setting") else ""
             raise LLMAppError(f"{exc}{extra}") from None
-        _check_config(config)
         self.config, self.max_context = config, max_context
         if record:
             self._record_settings()
@@ -354,10 +350,7 @@ class ChatSession:
         return Reply(self, iter(model.stream(_to_lc(head + kept))), dropped=dropped)
 
     def _model_with_settings(self) -> Any:
-        c = self.config
-        return self.chat_model.model_copy(update={
-            "max_tokens": c.max_tokens, "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k,
-            "repetition_penalty": c.repetition_penalty, "seed": c.seed, "stop": list(c.stop) or None})
+        return self.chat_model.with_generation(self.config)
 
     # -- commands ----------------------------------------------------------------------------
     def run_command(self, line: str) -> Any:
@@ -376,17 +369,6 @@ class ChatSession:
         if command is None:
             raise LLMAppError(f"unknown command {name}; try /help (commands: {', '.join(COMMANDS)})")
         return command.handler(self, arg.strip())
-
-
-def _check_config(c: GenerationConfig) -> None:
-    if c.max_tokens < 1:
-        raise LLMAppError("max_tokens must be at least 1")
-    if c.temperature < 0:
-        raise LLMAppError("temperature must be 0 (greedy) or more")
-    if not 0 < c.top_p <= 1:
-        raise LLMAppError("top_p must be in (0, 1]")
-    if c.top_k < 0 or c.repetition_penalty <= 0:
-        raise LLMAppError("top_k must be 0 or more and repetition_penalty above 0")
 
 
 def _to_lc(messages: list[dict[str, Any]]) -> list[Any]:
@@ -425,11 +407,15 @@ def _system(s: ChatSession, arg: str) -> str:
 
 
 def _model(s: ChatSession, arg: str) -> str:
+    from llmapp.backends import BACKENDS
+
     if not arg:
         names = ", ".join(n for n, spec in _registry().items() if spec.kind == "chat")
-        return f"model: {s.model_name} (chat models: {names}, or a local HF directory / .gguf file)"
-    s.switch_model(arg)
-    return f"model: {s.model_name} (context window {s.chat_model.context_window} tokens)"
+        return (f"model: {s.model_name} on {s.chat_model.backend_name} (chat models: {names}, or a local HF "
+                f"directory / .gguf file / openai:URL#MODEL; backends: {', '.join(BACKENDS)})")
+    name, _, backend = arg.partition(" ")
+    s.switch_model(name, backend.strip() or None)
+    return f"model: {s.model_name} on {s.chat_model.backend_name} (context window {s.chat_model.context_window} tokens)"
 
 
 def _set(s: ChatSession, arg: str) -> str:
@@ -503,7 +489,7 @@ COMMANDS: dict[str, Command] = {
     "/help": Command(_help, "", "show this help"),
     "/reset": Command(_reset, "", "forget the conversation (keeps the system prompt and settings)"),
     "/system": Command(_system, "TEXT", "set the system prompt (/system off: the model's default)"),
-    "/model": Command(_model, "NAME", "switch model (registry name, HF directory or .gguf); history stays"),
+    "/model": Command(_model, "NAME [BACKEND]", "switch model or backend (llamacpp, hf, openai); history stays"),
     "/set": Command(_set, "KEY=VALUE ...", "temperature, max_tokens, top_p, top_k, seed, repetition_penalty, max_context"),
     "/rag": Command(_rag, "DIR|off", "answer from a store with [n] citations, or turn RAG off"),
     "/save": Command(_save, "FILE", "save the conversation (.json, or .jsonl)"),

@@ -5,7 +5,7 @@ token embeddings tied to the output head. The parameter layout is GPT-2's, so ``
 a checkpoint into a ``GPT2LMHeadModel`` by renaming (and transposing) weights, and a parity test
 proves both give the same logits. ``generate()`` decodes with a KV cache.
 
-    from llmapp.gpt import GPT, GPTConfig
+    from llmapp.train.gpt import GPT, GPTConfig
     model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128))
     out = model.generate(torch.tensor([[0]]), max_new_tokens=20, temperature=0.8, top_k=50)
 """
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 @dataclass
 class GPTConfig:
-    """Model shape. Defaults are GPT-2 small's; presets in ``llmapp.trainer`` pick small CPU sizes."""
+    """Model shape. Defaults are GPT-2 small's; presets in ``llmapp.train.trainer`` pick small CPU sizes."""
 
     vocab_size: int = 50304  # GPT-2's 50257 padded to a multiple of 64 for faster matmuls
     block_size: int = 1024  # longest context; positions are learned, so it is fixed at training time

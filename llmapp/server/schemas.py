@@ -6,7 +6,7 @@ unchanged. Requests forbid unknown fields (OpenAI answers those with a 400 too),
 not silence; fields a local model cannot honour (``n>1``, tools, logprobs) are refused with a message.
 Errors use OpenAI's body, ``{"error": {"message", "type", "param", "code"}}``, raised as :class:`APIError`.
 
-    from llmapp.server_schemas import ChatCompletionRequest
+    from llmapp.server.schemas import ChatCompletionRequest
     ChatCompletionRequest.model_validate({"model": "smollm2-135m-instruct",
                                           "messages": [{"role": "user", "content": "Hi"}]})
 """

@@ -8,9 +8,9 @@ learn (``--unfreeze-layers N`` trains the top N encoder layers too, and saves th
 ~7 MB a layer). The result ships as ``llmapp/weights/minilm_l6_mlm_head.safetensors`` (+ a JSON of its
 training config and measured accuracy) and is registered as ``minilm-l6-mlm``.
 
-    python -m llmapp.mlm                       # retrain the shipped head (a few minutes on 2 cores)
-    python -m llmapp.mlm --steps 100 --out /tmp/head.safetensors
-    python -m llmapp.mlm --unfreeze-layers 1 --out /tmp/head-top1.safetensors    # + the top layer
+    python -m llmapp.train.mlm                       # retrain the shipped head (a few minutes on 2 cores)
+    python -m llmapp.train.mlm --steps 100 --out /tmp/head.safetensors
+    python -m llmapp.train.mlm --unfreeze-layers 1 --out /tmp/head-top1.safetensors    # + the top layer
 
     from llmapp import load_masked_lm
     load_masked_lm("minilm-l6-mlm").fill_mask("The capital of France is [MASK].")
@@ -26,12 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmapp.files import write_bytes, write_text
+from llmapp.core.files import write_bytes, write_text
+from llmapp.models.masked import HEAD_PATH, base_model, head_params
 
 log = logging.getLogger(__name__)
-
-HEAD_PATH = Path(__file__).parent / "weights" / "minilm_l6_mlm_head.safetensors"
-
 
 @dataclass
 class MLMConfig:
@@ -69,64 +67,12 @@ def mask_tokens(ids: Any, tokenizer: Any, mask_prob: float, generator: Any) -> t
     return inputs, labels
 
 
-def base_model() -> tuple[Any, Any]:
-    """MiniLM's encoder with an untrained MLM head (decoder tied to the word embeddings), and its tokenizer."""
-    from transformers import AutoTokenizer, BertForMaskedLM
-    from transformers.utils import logging as hf_logging
-
-    from llmapp.bundled import minilm_dir
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialized cls.predictions" notice is expected here
-    try:
-        model = BertForMaskedLM.from_pretrained(minilm_dir())
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    return model.eval(), AutoTokenizer.from_pretrained(minilm_dir())
-
-
-def head_params(model: Any, unfreeze_layers: int = 0) -> dict[str, Any]:
-    """The trained part: transform dense + LayerNorm and the output bias (the decoder matrix is tied),
-    plus every parameter of the top ``unfreeze_layers`` encoder layers."""
-    top = _top_layer_prefixes(model, unfreeze_layers)
-    return {n: p for n, p in model.named_parameters()
-            if (n.startswith("cls.predictions.") and "decoder" not in n) or n.startswith(top)}
-
-
-def _top_layer_prefixes(model: Any, k: int) -> tuple[str, ...]:
-    n = len(model.bert.encoder.layer)
-    if not 0 <= k <= n:
-        raise ValueError(f"unfreeze_layers must be 0..{n}, got {k}")
-    return tuple(f"bert.encoder.layer.{i}." for i in range(n - k, n))
-
-
-def load_mlm_model(path: str | Path = HEAD_PATH) -> tuple[Any, Any]:
-    """MiniLM with the shipped MLM head applied. Returns ``(BertForMaskedLM, tokenizer)``."""
-    from safetensors.torch import load_file
-
-    from llmapp.errors import ModelNotFound
-
-    if not Path(path).exists():
-        raise ModelNotFound(f"MLM head {path} is missing; rebuild it with: python -m llmapp.mlm")
-    model, tokenizer = base_model()
-    head = load_file(str(path))
-    layers = len({k.split(".")[3] for k in head if k.startswith("bert.encoder.layer.")})  # unfrozen top layers
-    try:
-        expected = set(head_params(model, layers))
-    except ValueError:
-        expected = set()
-    if set(head) != expected:
-        raise ModelNotFound(f"{path} does not hold a MiniLM MLM head (keys differ); rebuild it with python -m llmapp.mlm")
-    model.load_state_dict(head, strict=False)
-    return model.eval(), tokenizer
-
-
 def _chunks(tokenizer: Any, seq_len: int) -> Any:
     """Tiny Shakespeare and the genai notes as (N, seq_len) token ids, each row [CLS] ... [SEP]."""
     import torch
 
-    from chains import DEMO_DATA
-    from llmapp.bundled import TINY_SHAKESPEARE
+    from llmapp.corpora import GENAI_NOTES as DEMO_DATA
+    from llmapp.corpora import TINY_SHAKESPEARE
 
     texts = [TINY_SHAKESPEARE.read_text()]
     texts += [p.read_text(errors="replace") for p in sorted(Path(DEMO_DATA).glob("*.txt"))]

@@ -4,7 +4,7 @@
   uniform distribution (a proper distribution, no tuned constants); fitted by counting.
 - :class:`CharLSTM`: a character LSTM language model, trained by the same loop as the GPT.
 
-Both train through the same data pipeline (``llmapp.data``) and sample with the same CLI.
+Both train through the same data pipeline (``llmapp.train.data``) and sample with the same CLI.
 :func:`bits_per_char` scores any of them (or the GPT) on a text, and the evaluation harness
 compares them in bits per character beside the GPT and SmolLM2:
 
@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmapp.errors import LLMAppError
-from llmapp.files import write_text
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import write_text
 
 
 class CharNGram:
@@ -147,7 +147,7 @@ class CharLSTM(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None):
-        from llmapp.gpt import sample_next
+        from llmapp.train.gpt import sample_next
 
         logits, _, state = self(idx)
         for _ in range(max_new_tokens):
@@ -160,8 +160,8 @@ class CharLSTM(nn.Module):
 def train_markov(cfg: Any, progress: bool = True) -> Path:
     """Fit a character 5-gram on the training split and save it as the checkpoint folder ``OUT/last``
     (``ngram.json`` + ``config.json``), which ``llmapp sample`` and ``llmapp eval`` read."""
-    from llmapp.data import Dataset, prepare
-    from llmapp.trainer import _dataset
+    from llmapp.train.data import Dataset, prepare
+    from llmapp.train.trainer import _dataset
 
     out = Path(cfg.out_dir)
     ds = _dataset(cfg, out, Dataset, prepare)
@@ -174,7 +174,7 @@ def train_markov(cfg: Any, progress: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "ngram.json")
     val_bpc = model.bits_per_char(tok.decode(ds.split("val").tolist()[:20_000]))
-    from llmapp import checkpoint
+    from llmapp.train import checkpoint
 
     config = {"format": checkpoint.FORMAT, "train": asdict(cfg), "model": {"order": order},
               "tokenizer": ds.meta["tokenizer"], "val_bits_per_char_20k": val_bpc}
@@ -207,7 +207,7 @@ def bits_per_char(ckpt: str | Path, text: str, stride: int | None = None) -> flo
     Returns:
         The mean negative log2-likelihood per character.
     """
-    from llmapp import checkpoint
+    from llmapp.train import checkpoint
 
     if not text:
         raise LLMAppError("empty text: nothing to score")

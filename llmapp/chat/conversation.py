@@ -3,7 +3,7 @@
 A conversation is an append-only JSONL event log under ``$LLMAPP_HOME/conversations/``. Every line
 is one whole JSON object, written with a single ``write`` then flushed and fsynced, so a crash can
 at worst tear the last line; :func:`read_log` detects a torn last line, drops it and says so, and
-turns any other damage into a one-line :class:`~llmapp.errors.LLMAppError`.
+turns any other damage into a one-line :class:`~llmapp.core.errors.LLMAppError`.
 
 Events (each line has ``"type"``):
     header    {"version", "id", "created", "model", "system", "settings"}   first line, always
@@ -13,7 +13,7 @@ Events (each line has ``"type"``):
     pop       {}                   the last message was withdrawn (/retry)
     reset     {}                   history cleared (/reset, /load)
 
-    python -m llmapp.conversation FILE     # check a conversation file and print a summary
+    python -m llmapp.chat.conversation FILE     # check a conversation file and print a summary
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmapp import bundled
-from llmapp.errors import LLMAppError, PromptTooLong
-from llmapp.files import write_text
+from llmapp.core.errors import LLMAppError, PromptTooLong
+from llmapp.core.files import write_text
+from llmapp.core.paths import home
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def check_message(raw: Any) -> dict[str, Any]:
 
 def conversations_dir() -> Path:
     """Where conversations are autosaved: ``$LLMAPP_HOME/conversations``."""
-    return bundled.home() / "conversations"
+    return home() / "conversations"
 
 
 class ConversationLog:

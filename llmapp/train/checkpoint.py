@@ -24,8 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llmapp.errors import LLMAppError
-from llmapp.files import replace_dir
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import replace_dir
 
 FORMAT = 1
 WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
@@ -65,7 +65,7 @@ def read_config(folder: str | Path) -> dict:
 
 def tokenizer_of(config: dict):
     """The tokenizer recorded in a checkpoint's config."""
-    from llmapp.data import tokenizer_from_dict
+    from llmapp.train.data import tokenizer_from_dict
 
     return tokenizer_from_dict(config["tokenizer"])
 
@@ -78,15 +78,15 @@ def load_model(folder: str | Path, device: str = "cpu"):
     cfg = read_config(path)
     kind = cfg["train"].get("model_type", "gpt")
     if kind == "gpt":
-        from llmapp.gpt import GPT, GPTConfig
+        from llmapp.train.gpt import GPT, GPTConfig
 
         model = GPT(GPTConfig(**cfg["model"]))
     elif kind == "lstm":
-        from llmapp.baselines import CharLSTM, LSTMConfig
+        from llmapp.train.baselines import CharLSTM, LSTMConfig
 
         model = CharLSTM(LSTMConfig(**cfg["model"]))
     else:
-        raise LLMAppError(f"{path} holds a {kind} baseline, not a network; load it with llmapp.baselines")
+        raise LLMAppError(f"{path} holds a {kind} baseline, not a network; load it with llmapp.train.baselines")
     load_weights(model, str(path / "model.safetensors"), device=device)
     return model.to(device).eval(), tokenizer_of(cfg), cfg
 

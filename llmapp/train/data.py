@@ -4,8 +4,8 @@ Tokenizers are either character-level (:class:`CharTokenizer`, nanoGPT's ``shake
 Hugging Face tokenizer (e.g. SmolLM2's BPE). The split is nanoGPT's: the first 90% of the *characters*
 train, the last 10% validate, so validation losses compare with its published figures.
 
-    python -m llmapp.data ../shared/data/tinyshakespeare.txt runs/shakespeare-data      # char-level
-    python -m llmapp.data notes.txt runs/notes-data --tokenizer smollm2-135m-instruct    # BPE
+    python -m llmapp.train.data ../shared/data/tinyshakespeare.txt runs/shakespeare-data      # char-level
+    python -m llmapp.train.data notes.txt runs/notes-data --tokenizer smollm2-135m-instruct    # BPE
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from llmapp.errors import LLMAppError
-from llmapp.files import write_bytes, write_text
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import write_bytes, write_text
 
 FORMAT = 1  # meta.json version
 
@@ -144,7 +144,7 @@ class Dataset:
         try:
             meta = json.loads((folder / "meta.json").read_text())
         except (OSError, json.JSONDecodeError):
-            raise LLMAppError(f"{folder} holds no prepared data (meta.json); run python -m llmapp.data first") from None
+            raise LLMAppError(f"{folder} holds no prepared data (meta.json); run python -m llmapp.train.data first") from None
         return cls(folder, meta)
 
 

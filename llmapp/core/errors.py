@@ -18,3 +18,7 @@ class ModelNotFound(LLMAppError, KeyError):
 
 class PromptTooLong(LLMAppError, ValueError):
     """A prompt that does not fit the model's context window."""
+
+
+class ConfigError(LLMAppError, ValueError):
+    """A setting that is unknown, of the wrong type or out of range (named in the message)."""

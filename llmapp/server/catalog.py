@@ -4,7 +4,7 @@ A served name is a chat model (``/v1/chat/completions`` and ``/v1/completions``)
 model (``/v1/embeddings``) or a RAG store, ``rag:NAME``, answered with ``[n]`` citations through
 ``chains.rag`` by the server's chat model. Everything is loaded by :func:`load_catalog` before the
 server accepts traffic. A *producer* is a zero-argument function returning an iterator, run on a
-worker thread (``llmapp.server_pool``): chat and completion producers yield text pieces and then one
+worker thread (``llmapp.server.pool``): chat and completion producers yield text pieces and then one
 :class:`Final`; closing the iterator stops the model.
 
     catalog = load_catalog(ServeConfig(models=["smollm2-135m-instruct"], stores=["./store"]))
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmapp.errors import LLMAppError
+from llmapp.core.errors import LLMAppError
 from llmapp.models import DEFAULT_CHAT, REGISTRY
-from llmapp.server_schemas import APIError
+from llmapp.server.schemas import APIError
 
 if TYPE_CHECKING:
-    from llmapp.server import ServeConfig
+    from llmapp.server.app import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class ServedModel:
     chat_model: str = DEFAULT_CHAT  # the chat model a "rag" store answers with
     store: Any = None  # the loaded chains.index.Store, for "rag"
     rag_config: Any = None  # RAGConfig for "rag"
+    chat: Any = None  # the loaded chat model ("chat": its own; "rag": the one that answers), warm
+    options: dict[str, Any] = field(default_factory=dict)  # backend and engine options, for load_llm too
     # The embeddings tokenizer is a Rust object whose truncation setting encode() flips; concurrent
     # flips raise "Already borrowed", so embedding requests take turns (each takes milliseconds).
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,7 +65,14 @@ def load_catalog(config: ServeConfig) -> dict[str, ServedModel]:
     Raises:
         LLMAppError: an unknown or unservable model, a missing store, or a duplicate name.
     """
-    from llmapp.models import load_causal_lm, load_sentence_transformer
+    from llmapp.models.embeddings import load_sentence_transformer
+
+    chat_models: dict[str, Any] = {}
+
+    def chat(name: str) -> Any:  # one chat model per name, shared by its own entry and the RAG stores
+        if name not in chat_models:
+            chat_models[name] = _load_chat(name, config)
+        return chat_models[name]
 
     entries: list[ServedModel] = []
     for name in config.models:
@@ -80,13 +89,14 @@ def load_catalog(config: ServeConfig) -> dict[str, ServedModel]:
         if entry.name in catalog:
             raise LLMAppError(f"model name {entry.name!r} is served twice; give each model or store once")
         if entry.kind == "chat":
-            load_causal_lm(entry.target)
+            entry.chat = chat(entry.target)
+            entry.options = _options(entry.target, config)
         elif entry.kind == "embeddings":
             load_sentence_transformer(entry.target)
         else:
             entry.chat_model, entry.rag_config = rag_chat, config.rag
             entry.store = _load_store(entry.target)
-            load_causal_lm(rag_chat)
+            entry.chat = chat(rag_chat)
         catalog[entry.name] = entry
         log.info("serving %s (%s)", entry.name, entry.kind)
     if not catalog:
@@ -119,10 +129,8 @@ def chat_producer(served: ServedModel, messages: list[dict[str, str]], settings:
     def produce() -> Iterator[Any]:
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-        from llmapp.models import load_chat_model
-
         kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-        chat = load_chat_model(served.target, **settings)
+        chat = served.chat.with_generation(settings)
         usage: dict[str, int] = {}
         finish = "stop"
         stream = chat.stream([kinds[m["role"]](m["content"]) for m in messages])
@@ -144,9 +152,9 @@ def completion_producer(served: ServedModel, prompt: str, settings: dict[str, An
     """Continue ``prompt`` as plain text through ``LocalLLM`` (no chat template)."""
 
     def produce() -> Iterator[Any]:
-        from llmapp.models import load_llm
+        from llmapp.backends import load_llm
 
-        llm = load_llm(served.target, **settings)
+        llm = load_llm(served.target, **served.options, **settings)
         if echo:
             yield prompt
         parts: list[str] = []
@@ -173,7 +181,7 @@ def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
     """Embed ``texts``; yields one ``(vectors, token_count)`` pair. Over-long texts are refused, not cut."""
 
     def produce() -> Iterator[Any]:
-        from llmapp.models import load_sentence_transformer
+        from llmapp.models.embeddings import load_sentence_transformer
 
         st = load_sentence_transformer(served.target)
         limit = st.max_seq_length
@@ -198,9 +206,7 @@ def _rag_producer(served: ServedModel, messages: list[dict[str, str]], settings:
     question = questions[-1]  # a RAG store answers one question; earlier turns are not retrieved against
 
     def produce() -> Iterator[Any]:
-        from llmapp.models import load_chat_model
-
-        chat = load_chat_model(served.chat_model, **settings)
+        chat = served.chat.with_generation(settings)
         chain = _rag_chain(served, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                                 for k, v in settings.items())))
         parts: list[str] = []
@@ -216,10 +222,26 @@ def _rag_producer(served: ServedModel, messages: list[dict[str, str]], settings:
 def _rag_chain(served: ServedModel, settings: tuple) -> Any:
     """A RAG chain per (store, decoding settings): building one may index BM25, so reuse it."""
     from chains.rag import rag_chain
-    from llmapp.models import load_chat_model
 
-    chat = load_chat_model(served.chat_model, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings})
+    chat = served.chat.with_generation({k: list(v) if isinstance(v, tuple) else v for k, v in settings})
     return rag_chain(served.store, chat, config=served.rag_config, return_sources=False)
+
+
+def _options(name: str, config: ServeConfig) -> dict[str, Any]:
+    """The backend for ``name`` and its engine options: a llama.cpp engine gets a slot per worker."""
+    from llmapp.backends import backend_for
+
+    backend = backend_for(name, config.backend)
+    options: dict[str, Any] = {"backend": backend}
+    if backend == "llamacpp":
+        options.update(slots=config.workers, threads=config.threads)
+    return options
+
+
+def _load_chat(name: str, config: ServeConfig) -> Any:
+    from llmapp.backends import load_chat_model
+
+    return load_chat_model(name, **_options(name, config)).warm()
 
 
 def _kind_of(name: str) -> str:

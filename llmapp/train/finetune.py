@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmapp.errors import LLMAppError
-from llmapp.files import replace_dir
+from llmapp.core.errors import LLMAppError
+from llmapp.core.files import replace_dir
 
 
 @dataclass
@@ -76,7 +76,7 @@ def load_examples(path: str | Path, tokenizer: Any, block_size: int) -> list[dic
     Raises:
         LLMAppError: missing file, malformed JSONL (with its line number), no usable example.
     """
-    from llmapp.data import read_text
+    from llmapp.train.data import read_text
 
     path = Path(path)
     if path.suffix == ".jsonl" and path.is_file():
@@ -129,7 +129,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmapp.models import resolve
-    from llmapp.trainer import lr_at
+    from llmapp.train.trainer import lr_at
 
     cfg = cfg.resolved()
     if cfg.threads:
@@ -208,7 +208,7 @@ def _collate(batch: list[dict], pad: int, device: Any) -> tuple[Any, Any, Any]:
 
 def _save(model: Any, tokenizer: Any, cfg: FinetuneConfig, summary: dict) -> Path:
     """Write the model, tokenizer and run config to ``cfg.out_dir`` atomically."""
-    from llmapp.checkpoint import quiet_hf_saving
+    from llmapp.train.checkpoint import quiet_hf_saving
 
     with replace_dir(cfg.out_dir) as tmp, quiet_hf_saving():
         model.save_pretrained(tmp)

@@ -1,7 +1,7 @@
 """Masked language models: fill in ``[MASK]`` with the most likely tokens.
 
 ``minilm-l6-mlm`` is the bundled MiniLM encoder plus an MLM head that llmapp trains and ships
-(``python -m llmapp.mlm`` rebuilds it). Any local directory or hub id of a checkpoint that carries
+(``python -m llmapp.train.mlm`` rebuilds it). Any local directory or hub id of a checkpoint that carries
 its masked-LM head works too, e.g. a saved ``BertForMaskedLM``:
 
     from llmapp import load_masked_lm
@@ -11,9 +11,11 @@ its masked-LM head works too, e.g. a saved ``BertForMaskedLM``:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from llmapp.errors import LLMAppError, ModelNotFound
+from llmapp.core.errors import LLMAppError, ModelNotFound
+from llmapp.models.bundled import MLM_HEAD as HEAD_PATH
 
 
 class MaskedLM:
@@ -59,26 +61,78 @@ class MaskedLM:
         return results[0] if len(results) == 1 else results
 
 
-def load_masked(name: str, device: str = "cpu") -> MaskedLM:
-    """Load a masked LM by registry name, local directory or hub id.
+def load_masked_lm(name: str = "minilm-l6-mlm", device: str | None = None) -> MaskedLM:
+    """A masked LM with ``fill_mask(text) -> [{token, score, sequence}, ...]``, by registry name,
+    local directory or cached hub id.
 
     Raises:
         ModelNotFound: the checkpoint has no trained masked-LM head (its predictions would be noise).
     """
-    from llmapp.models import REGISTRY, resolve
+    from llmapp.models.hf import default_device
+    from llmapp.models.registry import REGISTRY, resolve
+
+    device = device or default_device()
 
     if name in REGISTRY and REGISTRY[name].kind == "masked":
         resolve(name, kind="masked")  # raises a clear error if the head or encoder is missing
-        from llmapp.mlm import load_mlm_model
-
         model, tokenizer = load_mlm_model()
         return MaskedLM(model.to(device), tokenizer, name)
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     path = resolve(name)
-    model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, local_files_only=True)
     head_missing = [k for k in info.get("missing_keys", []) if "predictions" in k or "lm_head" in k]
     if head_missing:
         raise ModelNotFound(f"{name} has no trained masked-LM head ({head_missing[0]} missing), so fill-mask "
                             "would be noise; use minilm-l6-mlm or a checkpoint saved with its MLM head")
-    return MaskedLM(model.to(device), AutoTokenizer.from_pretrained(path), name)
+    return MaskedLM(model.to(device), AutoTokenizer.from_pretrained(path, local_files_only=True), name)
+
+
+def base_model() -> tuple[Any, Any]:
+    """MiniLM's encoder with an untrained MLM head (decoder tied to the word embeddings), and its tokenizer."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    from llmapp.models.bundled import minilm_dir
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized cls.predictions" notice is expected here
+    try:
+        model = BertForMaskedLM.from_pretrained(minilm_dir())
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model.eval(), AutoTokenizer.from_pretrained(minilm_dir())
+
+
+def head_params(model: Any, unfreeze_layers: int = 0) -> dict[str, Any]:
+    """The trained part: transform dense + LayerNorm and the output bias (the decoder matrix is tied),
+    plus every parameter of the top ``unfreeze_layers`` encoder layers."""
+    top = _top_layer_prefixes(model, unfreeze_layers)
+    return {n: p for n, p in model.named_parameters()
+            if (n.startswith("cls.predictions.") and "decoder" not in n) or n.startswith(top)}
+
+
+def _top_layer_prefixes(model: Any, k: int) -> tuple[str, ...]:
+    n = len(model.bert.encoder.layer)
+    if not 0 <= k <= n:
+        raise ValueError(f"unfreeze_layers must be 0..{n}, got {k}")
+    return tuple(f"bert.encoder.layer.{i}." for i in range(n - k, n))
+
+
+def load_mlm_model(path: str | Path = HEAD_PATH) -> tuple[Any, Any]:
+    """MiniLM with the shipped MLM head applied. Returns ``(BertForMaskedLM, tokenizer)``."""
+    from safetensors.torch import load_file
+
+    if not Path(path).exists():
+        raise ModelNotFound(f"MLM head {path} is missing; rebuild it with: python -m llmapp.train.mlm")
+    model, tokenizer = base_model()
+    head = load_file(str(path))
+    layers = len({k.split(".")[3] for k in head if k.startswith("bert.encoder.layer.")})  # unfrozen top layers
+    try:
+        expected = set(head_params(model, layers))
+    except ValueError:
+        expected = set()
+    if set(head) != expected:
+        raise ModelNotFound(f"{path} does not hold a MiniLM MLM head (keys differ); rebuild it with python -m llmapp.train.mlm")
+    model.load_state_dict(head, strict=False)
+    return model.eval(), tokenizer

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from llmapp import bundled
-from llmapp.chat import ChatSession, ExitChat, Reply
-from llmapp.errors import LLMAppError
+from llmapp.chat.session import ChatSession, ExitChat, Reply
+from llmapp.core.errors import LLMAppError
+from llmapp.core.paths import home
 
 BLOCK = '"""'  # opens and closes a multi-line message in both front ends
 
@@ -155,7 +155,7 @@ class Terminal:
         def _newline(event: Any) -> None:
             event.current_buffer.insert_text("\n")
 
-        history = bundled.home() / "chat_history"
+        history = home() / "chat_history"
         history.parent.mkdir(parents=True, exist_ok=True)
         return PromptSession(history=FileHistory(str(history)), key_bindings=keys, multiline=False,
                              prompt_continuation="... ")

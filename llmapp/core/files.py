@@ -5,7 +5,7 @@ target (``os.replace`` is atomic on POSIX and Windows). A folder is built under 
 swapped in by renames; the previous folder survives until the new one is complete, so a crash or a
 full disk mid-save loses nothing.
 
-    from llmapp.files import write_text, replace_dir
+    from llmapp.core.files import write_text, replace_dir
     write_text(path, json.dumps(manifest))
     with replace_dir(out) as tmp:
         model.save_pretrained(tmp)

@@ -3,13 +3,13 @@
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (SSE streaming in OpenAI's chunk format,
 ``stream_options.include_usage``, stop, max_tokens / max_completion_tokens, temperature, top_p,
 seed, usage), ``POST /v1/completions``, ``POST /v1/embeddings`` (float or base64) and ``GET /health``.
-Generation runs on a bounded worker pool (``llmapp.server_pool``): a full queue answers 429 with
+Generation runs on a bounded worker pool (``llmapp.server.pool``): a full queue answers 429 with
 ``Retry-After``, and a client that disconnects stops its generation. Every error is OpenAI's JSON
 body with the right status, never a traceback.
 
     llmapp serve --model smollm2-135m-instruct --model minilm-l6 --store ./store --api-key sk-local
 
-    from llmapp.server import ServeConfig, create_app, running
+    from llmapp.server.app import ServeConfig, create_app, running
     with running(create_app(ServeConfig())) as base_url:      # a real server on an ephemeral port
         openai.OpenAI(base_url=base_url + "/v1", api_key="none").models.list()
 """
@@ -34,10 +34,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmapp.config import RAGConfig
-from llmapp.errors import LLMAppError, ModelNotFound, PromptTooLong
+from llmapp.core.config import RAGConfig
+from llmapp.core.errors import LLMAppError, ModelNotFound, PromptTooLong
 from llmapp.models import DEFAULT_CHAT, DEFAULT_EMBEDDINGS
-from llmapp.server_models import (
+from llmapp.server.catalog import (
     Final,
     chat_producer,
     completion_producer,
@@ -45,8 +45,8 @@ from llmapp.server_models import (
     load_catalog,
     lookup,
 )
-from llmapp.server_pool import Job, QueueFull, WorkerPool
-from llmapp.server_schemas import (
+from llmapp.server.pool import Job, QueueFull, WorkerPool
+from llmapp.server.schemas import (
     APIError,
     AssistantMessage,
     ChatChoice,
@@ -82,6 +82,8 @@ class ServeConfig:
     models: list[str] = field(default_factory=lambda: [DEFAULT_CHAT, DEFAULT_EMBEDDINGS])  # names served as is
     stores: list[str] = field(default_factory=list)  # RAG store folders, each served as rag:<folder name>
     chat_model: str | None = None  # answers for RAG stores; None = the first chat model served
+    backend: str | None = None  # chat backend for every served chat model; None = each model's default
+    threads: int | str = "auto"  # llama.cpp decoding threads ("auto" leaves a core free)
     api_key: str | None = None  # set: every endpoint but /health needs "Authorization: Bearer KEY"
     workers: int = 2  # generations at once; on 2 CPU cores more threads only split the same FLOPs
     queue_size: int = 64  # requests waiting for a worker before 429; 64 covers a burst of 50 streams
@@ -442,14 +444,12 @@ async def _send_error(err: APIError, scope: dict, receive: Callable, send: Calla
 
 def _warm_up(catalog: dict) -> None:
     """One 1-token generation per chat model: the first real request then pays no allocation cost."""
-    from llmapp.models import load_chat_model
-
-    for name in sorted({m.target if m.kind == "chat" else m.chat_model for m in catalog.values()
-                        if m.kind in ("chat", "rag")}):
+    models = {id(m.chat): m.chat for m in catalog.values() if m.chat is not None}
+    for chat in models.values():
         try:
-            load_chat_model(name, max_tokens=1).invoke("Hi")
+            chat.with_generation({"max_tokens": 1}).invoke("Hi")
         except Exception as exc:  # noqa: BLE001 - a warm-up failure must not stop the server; requests will say why
-            log.warning("warm-up of %s failed: %s", name, exc)
+            log.warning("warm-up of %s failed: %s", getattr(chat, "model", chat), exc)
 
 
 def _version() -> str:

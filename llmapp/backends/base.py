@@ -1,0 +1,351 @@
+"""What every local chat backend shares: the LangChain models, stop strings, usage and the window check.
+
+A local backend supplies an :class:`Engine`: it tokenizes, renders the chat template and streams raw
+text pieces for a prompt. Everything a user relies on is written once here, over any engine:
+
+- :class:`LocalChatModel` and :class:`LocalTextModel`: LangChain's ``BaseChatModel`` and ``LLM``
+  with token-by-token streaming, ``usage_metadata``, and the decoding settings of
+  :class:`~llmapp.core.config.GenerationConfig` as fields (derived from it, so never listed twice);
+- :class:`TextStream`: stop strings that never leak (a partial match is held back), a cancel event
+  that stops the engine within one token, a deadline, and ``usage``;
+- :func:`fit_prompt`: the context-window check, with opt-in left-truncation;
+- the two hooks the REPL, the server and the CLI use on any chat model: ``warm()`` and
+  ``with_generation(config)``.
+
+    from llmapp.backends import load_chat_model
+    chat = load_chat_model(max_tokens=32)
+    chat.warm()                                           # load the weights now
+    greedy = chat.with_generation({"temperature": 0.7, "seed": 1})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import typing
+from collections.abc import Iterator
+from typing import Any, ClassVar, Protocol
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import LLM, BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
+from pydantic import ConfigDict, Field, SecretStr, create_model
+
+from llmapp.core.config import GENERATION_FIELDS, GenerationConfig
+from llmapp.core.errors import LLMAppError, PromptTooLong
+from llmapp.models.registry import DEFAULT_CHAT
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant", "chat": "user"}
+
+
+class Generation(Protocol):
+    """An engine's raw output for one prompt: iterate it for text pieces (until EOS, the token budget
+    or the cancel event); when it ends, ``output_tokens`` and ``finish_reason`` say what happened."""
+
+    output_tokens: int
+    finish_reason: str | None  # "stop" (end of turn) or "length" (max_tokens); None when cancelled
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+class Engine(Protocol):
+    """A loaded model behind a local backend: the one thing a new local backend implements."""
+
+    name: str
+    context_window: int
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of ``text``."""
+
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Token ids of ``messages`` rendered with the model's chat template, ready for the reply."""
+
+    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event) -> Generation:
+        """Start decoding after ``ids``; setting ``cancel`` stops it within one token."""
+
+    def info(self) -> dict[str, Any]:
+        """What runs the model (backend, its version, threads, device), recorded in bench and eval results."""
+
+
+def fit_prompt(context_window: int, input_ids: list[int], config: GenerationConfig) -> list[int]:
+    """Check a prompt against the context window, leaving room for ``config.max_tokens``.
+
+    Returns:
+        ``input_ids``, or its last tokens when ``config.truncate`` is set and it is too long.
+
+    Raises:
+        LLMAppError: an empty prompt.
+        PromptTooLong: the prompt does not fit and truncation was not asked for.
+    """
+    if not input_ids:
+        raise LLMAppError("empty prompt: give the model some text to continue")
+    room = context_window - config.max_tokens
+    if room <= 0:
+        raise PromptTooLong(
+            f"max_tokens={config.max_tokens} leaves no room in the {context_window}-token context window; lower max_tokens"
+        )
+    if len(input_ids) <= room:
+        return input_ids
+    if config.truncate:
+        return input_ids[-room:]
+    raise PromptTooLong(
+        f"prompt is {len(input_ids)} tokens but only {room} fit ({context_window}-token window minus "
+        f"max_tokens={config.max_tokens}); shorten it, lower max_tokens, or allow left-truncation (truncate=True)"
+    )
+
+
+class TextStream:
+    """Iterate the text an engine generates, piece by piece; ``usage`` is filled in when it ends.
+
+    Args:
+        engine: the loaded model.
+        input_ids: the prompt's token ids (already checked by :func:`fit_prompt`).
+        config: decoding settings; ``config.stop`` strings end the text and are never emitted.
+        cancel: set it from anywhere to stop generation within one token.
+        timeout: seconds after which generation stops with what it has (finish reason ``length``).
+    """
+
+    def __init__(self, engine: Engine, input_ids: list[int], config: GenerationConfig,
+                 cancel: threading.Event | None = None, timeout: float | None = None) -> None:
+        self.engine, self.input_ids, self.config, self.timeout = engine, input_ids, config, timeout
+        self.cancel = cancel or threading.Event()
+        self.usage: dict[str, Any] = {"input_tokens": len(input_ids), "output_tokens": 0, "finish_reason": None}
+
+    def __iter__(self) -> Iterator[str]:
+        stops = self.config.stop
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        generation = self.engine.generate(self.input_ids, self.config, self.cancel)
+        text = emitted = ""
+        pieces = iter(generation)
+        try:
+            for piece in pieces:
+                text += piece
+                cut = _first_stop(text, stops, len(emitted))
+                if cut is not None:
+                    self.usage["finish_reason"] = "stop"
+                    self.cancel.set()
+                    if cut > len(emitted):
+                        yield text[len(emitted):cut]
+                    break
+                safe = len(text) - _held_back(text, stops)
+                if safe > len(emitted):
+                    yield text[len(emitted):safe]
+                    emitted = text[:safe]
+                if deadline is not None and time.monotonic() > deadline:
+                    self.usage["finish_reason"] = "length"
+                    self.cancel.set()
+                    break
+            else:
+                if len(text) > len(emitted) and not self.cancel.is_set():
+                    yield text[len(emitted):]  # a held-back tail that never became a stop string
+            if self.usage["finish_reason"] is None:  # the engine ended: end of turn, budget, or a cancel from outside
+                self.usage["finish_reason"] = generation.finish_reason or "cancelled"
+        finally:
+            self.cancel.set()
+            close = getattr(pieces, "close", None)
+            if close:
+                close()  # waits for the engine to notice the cancel event
+            self.usage["output_tokens"] = generation.output_tokens
+
+    def text(self) -> str:
+        """Run to the end and return the whole text."""
+        return "".join(self)
+
+
+def _first_stop(text: str, stops: list[str], emitted: int) -> int | None:
+    """Index where the earliest stop string starts in ``text``, searching only new text."""
+    hits = [i for s in stops if (i := text.find(s, max(0, emitted - len(s) + 1))) >= 0]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of ``text`` that could be the start of a stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if s.startswith(text[-n:]):
+                best = n
+                break
+    return best
+
+
+def _generation_fields() -> dict[str, Any]:
+    """GenerationConfig's fields as pydantic fields: the chat models' settings are derived, not listed."""
+    hints = typing.get_type_hints(GenerationConfig)
+    out = {}
+    for name, f in GENERATION_FIELDS.items():
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        annotation = hints[name] | None if name == "stop" else hints[name]  # LangChain passes stop=None
+        out[name] = (annotation, Field(default=default, description=f.metadata["why"]))
+    return out
+
+
+GenerationSettings = create_model("GenerationSettings", __config__=ConfigDict(extra="forbid", protected_namespaces=()),
+                                  **_generation_fields())
+
+
+class LocalModel(GenerationSettings):  # type: ignore[misc, valid-type]
+    """Settings and hooks shared by local chat and text models; subclasses say how to load the engine."""
+
+    model: str = DEFAULT_CHAT  # registry name, local HF directory, .gguf file or cached hub id
+    streaming: bool = False  # LangChain's flag: invoke() streams internally (for callbacks)
+    timeout: float | None = None  # seconds; generation stops there and returns what it has
+    # Accepted so code written for hosted models runs unchanged; a local model needs neither.
+    max_retries: int = 0
+    api_key: SecretStr | None = Field(default=None, exclude=True)
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    backend_name: ClassVar[str] = ""
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self.generation_config()  # validate now: a bad setting fails where it was written, in one line
+
+    @property
+    def engine(self) -> Engine:
+        """The loaded model, shared through the backend's in-process cache."""
+        raise NotImplementedError
+
+    @property
+    def context_window(self) -> int:
+        return self.engine.context_window
+
+    def warm(self) -> LocalModel:
+        """Load the weights (and compile the chat template) now rather than on the first request."""
+        self.engine.chat_ids([{"role": "user", "content": "hi"}])
+        return self
+
+    def with_generation(self, config: GenerationConfig | dict[str, Any]) -> LocalModel:
+        """A copy of this model decoding with ``config`` (a GenerationConfig, or some of its fields)."""
+        changes = dataclasses.asdict(config) if isinstance(config, GenerationConfig) else dict(config)
+        self.generation_config().replace(**changes)  # validates, naming any bad setting
+        return self.model_copy(update=changes)
+
+    def backend_info(self) -> dict[str, Any]:
+        """What runs this model: backend, version, threads or device."""
+        return self.engine.info()
+
+    def generation_config(self, stop: list[str] | None = None, **overrides: Any) -> GenerationConfig:
+        """This object's settings, with per-call ``stop`` and keyword overrides applied (validated)."""
+        fields = {k: overrides.get(k, getattr(self, k)) for k in GENERATION_FIELDS if k != "stop"}
+        return GenerationConfig(stop=list(stop if stop is not None else self.stop or []), **fields)
+
+    def get_token_ids(self, text: str) -> list[int]:
+        return self.engine.encode(text, add_special_tokens=False)
+
+    def text_stream(self, input_ids: list[int], stop: list[str] | None, **kwargs: Any) -> TextStream:
+        config = self.generation_config(stop, **kwargs)
+        engine = self.engine
+        return TextStream(engine, fit_prompt(engine.context_window, input_ids, config), config, timeout=self.timeout)
+
+
+class LocalChatModel(LocalModel, BaseChatModel):
+    """A chat model over a local engine, using the model's own chat template.
+
+    Streams token by token, honours ``stop``/``max_tokens``/``temperature``/``top_p``/``seed`` and
+    reports ``usage_metadata``.
+    """
+
+    @property
+    def _llm_type(self) -> str:
+        return f"llmapp-{self.backend_name}-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "backend": self.backend_name, "max_tokens": self.max_tokens,
+                "temperature": self.temperature}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params.update(ls_provider="llmapp", ls_model_name=kwargs.get("model", self.model),
+                      ls_temperature=kwargs.get("temperature", self.temperature),
+                      ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def prompt_ids(self, messages: list[BaseMessage]) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template, ready for the reply."""
+        chat = [to_chat_dict(m) for m in messages]
+        if not any(m["content"].strip() for m in chat):
+            raise LLMAppError("empty prompt: write a message for the model to answer")
+        return self.engine.chat_ids(chat)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
+        return len(self.prompt_ids(messages)) if messages else 0
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        stream = self.text_stream(self.prompt_ids(messages), stop, **kwargs)
+        text = ""
+        for piece in stream:
+            text += piece
+            if run_manager:
+                run_manager.on_llm_new_token(piece)
+        message = AIMessage(content=text, usage_metadata=_usage(stream), response_metadata=self._metadata(stream))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        stream = self.text_stream(self.prompt_ids(messages), stop, **kwargs)
+        pieces = iter(stream)
+        try:
+            for piece in pieces:
+                if run_manager:
+                    run_manager.on_llm_new_token(piece)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        finally:
+            pieces.close()  # an early close of this generator stops the engine within one token
+        yield ChatGenerationChunk(message=AIMessageChunk(
+            content="", usage_metadata=_usage(stream), response_metadata=self._metadata(stream), chunk_position="last"))
+
+    def _metadata(self, stream: TextStream) -> dict[str, Any]:
+        return {"model_name": self.model, "finish_reason": stream.usage["finish_reason"]}
+
+
+class LocalTextModel(LocalModel, LLM):
+    """A plain text-completion LLM over a local engine: the prompt is continued as is."""
+
+    @property
+    def _llm_type(self) -> str:
+        return f"llmapp-{self.backend_name}-llm"
+
+    def _call(self, prompt: str, stop: list[str] | None = None,
+              run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> str:
+        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
+
+    def _stream(self, prompt: str, stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
+        if not prompt.strip():
+            raise LLMAppError("empty prompt: give the model some text to continue")
+        pieces = iter(self.text_stream(self.engine.encode(prompt, add_special_tokens=True), stop, **kwargs))
+        try:
+            for piece in pieces:
+                if run_manager:
+                    run_manager.on_llm_new_token(piece)
+                yield GenerationChunk(text=piece)
+        finally:
+            pieces.close()
+
+
+def to_chat_dict(message: BaseMessage) -> dict[str, str]:
+    """A LangChain message as a ``{"role", "content"}`` dict for a chat template."""
+    role = _ROLES.get(message.type)
+    if role is None:
+        raise LLMAppError(f"{message.type} messages are not supported by local chat models; "
+                          "send system, human and AI messages only")
+    content = message.content
+    if isinstance(content, list):  # content blocks: keep the text ones
+        content = "".join(b if isinstance(b, str) else b.get("text", "") for b in content)
+    return {"role": role, "content": content}
+
+
+def _usage(stream: TextStream) -> dict[str, int]:
+    inp, out = stream.usage["input_tokens"], stream.usage["output_tokens"]
+    return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out}
+
+
+__all__ = ["Engine", "Generation", "LocalChatModel", "LocalModel", "LocalTextModel", "TextStream",
+           "fit_prompt", "to_chat_dict"]
