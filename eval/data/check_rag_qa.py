@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CORPORA = {
-    "genai-notes": ROOT / "chains" / "demo_data" / "genai-notes",
+    "genai-notes": ROOT / "llmapp" / "corpora" / "genai-notes",
     "llmapp-docs": HERE / "corpora" / "llmapp-docs",
     "harbor-library": HERE / "corpora" / "harbor-library",
 }
