@@ -6,7 +6,8 @@ models as arguments and return LangChain Runnables. Nothing here loads a model i
     from llmapp import load_chat_model
     from chains.generate import generate_chain
     from chains.summarize import summarize
-    from chains.index import build_index, Store
+    from chains.index import build_index
+    from chains.store import Store
     from chains.rag import rag_chain
 
     build_index(["docs/"], "store")

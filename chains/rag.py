@@ -27,7 +27,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from chains.index import Store
+from chains.store import Store
 from llmapp.core.config import RAGConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
 
@@ -100,7 +100,7 @@ def retrieve(store: Store | str | Path, question: str, config: RAGConfig | None 
     """The chunks to answer ``question`` from, numbered 1..k; empty when nothing is relevant.
 
     Args:
-        store: a loaded :class:`~chains.index.Store` or its folder.
+        store: a loaded :class:`~chains.store.Store` or its folder.
         question: the user's question.
         config: ``retrieval``, ``k``, ``fetch_k``, ``mmr``, ``mmr_lambda`` and ``min_score``.
 
@@ -281,9 +281,9 @@ def attributor(store: Store, sources: list[Source], min_score: float) -> Callabl
 
 
 def _encode_texts(store: Store, texts: list[str]) -> Any:
-    from chains.index import _encode
+    from chains.store import encode
 
-    return _encode(store.embeddings, texts)
+    return encode(store.embeddings, texts)
 
 
 class RAGChain(Runnable[Any, Any]):
@@ -371,7 +371,7 @@ def rag_chain(store: Store | str | Path, chat_model: Any, config: RAGConfig | No
     """A Runnable that answers questions from a store with ``[n]`` citations.
 
     Args:
-        store: a loaded :class:`~chains.index.Store` or its folder.
+        store: a loaded :class:`~chains.store.Store` or its folder.
         chat_model: any LangChain chat model (``llmapp.load_chat_model()``).
         config: retrieval settings (:class:`~llmapp.core.config.RAGConfig`).
         return_sources: False: the output is the answer followed by a Sources block, as ``str``

@@ -55,7 +55,8 @@ def _shakespeare_text(chars: int) -> str:
 
 def bench_indexing(chars: int) -> dict[str, Any]:
     """build_index end to end against raw encode of the very chunks it made."""
-    from chains.index import Store, build_index
+    from chains.index import build_index
+    from chains.store import Store
     from llmapp import load_embeddings
 
     emb = load_embeddings()
@@ -80,7 +81,7 @@ def bench_indexing(chars: int) -> dict[str, Any]:
 
 
 def _store_of(vectors: np.ndarray, index_type: str, emb: Any) -> Any:
-    from chains.index import Store, make_index
+    from chains.store import Store, make_index
 
     docs = [{"source": f"synthetic/{i // 100}.txt", "start": 0, "end": 1, "text": f"chunk {i}"} for i in range(len(vectors))]
     manifest = {"index_type": index_type, "embedding_model": emb.model, "dimension": vectors.shape[1]}
@@ -89,7 +90,7 @@ def _store_of(vectors: np.ndarray, index_type: str, emb: Any) -> Any:
 
 def bench_scale(sizes: list[int], base_chunks: int = 1500) -> dict[str, Any]:
     """Latency p50/p95 of Flat and HNSW32 stores of each size, HNSW recall@10, and our overhead."""
-    from chains.index import split_text
+    from chains.documents import split_text
     from chains.rag import retrieve
     from llmapp import load_embeddings
     from llmapp.core.config import RAGConfig
@@ -160,8 +161,9 @@ def quality(modes: tuple[str, ...] = ("vector", "bm25", "hybrid"), max_tokens: i
     """
     import dataclasses
 
-    from chains.index import Store, build_index
+    from chains.index import build_index
     from chains.rag import RAGChain, retrieve
+    from chains.store import Store
     from llmapp import load_chat_model
     from llmapp.core.config import RAGConfig
     from llmapp.corpora import GENAI_NOTES as DEMO_DATA

@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from chains.index import DOCSTORE, INDEX_FILE, MANIFEST, Hit, IndexReport, Store, build_index, decode_bytes
+from chains.documents import decode_bytes
+from chains.index import IndexReport, build_index
+from chains.store import DOCSTORE, INDEX_FILE, MANIFEST, Hit, Store
 from llmapp.core.errors import LLMAppError
 from llmapp.corpora import GENAI_NOTES as DEMO_DATA
 

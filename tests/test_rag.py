@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from chains.index import Store, build_index
+from chains.index import build_index
 from chains.rag import ABSTAIN, CitationFilter, Source, rag_chain, retrieve
+from chains.store import Store
 from llmapp.core.config import RAGConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
 from llmapp.corpora import GENAI_NOTES as DEMO_DATA

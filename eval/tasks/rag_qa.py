@@ -68,7 +68,7 @@ class RAGQATask(Task):
         return RAGConfig(k=self.config.k, retrieval=retrieval or self.config.retrieval, min_score=self.config.min_score)
 
     def setup(self) -> None:
-        from chains.index import Store
+        from chains.store import Store
 
         if not hasattr(self, "store"):
             self.store = Store.load(self.ctx.store or demo_store(self.ctx.embeddings))

@@ -109,10 +109,11 @@ def _read_qrels(path: Path) -> dict[str, dict[str, float]]:
 
 
 def _memory_store(corpus: list[dict[str, Any]], embeddings: str) -> Any:
-    """An in-memory ``chains.index.Store`` over the corpus (one passage per row, source = its id)."""
+    """An in-memory ``chains.store.Store`` over the corpus (one passage per row, source = its id)."""
     import numpy as np
 
-    from chains.index import Store, embed_chunks, make_index
+    from chains.index import embed_chunks
+    from chains.store import Store, make_index
     from llmapp import load_embeddings
 
     emb = load_embeddings(embeddings)

@@ -276,7 +276,7 @@ class ChatSession:
             self.store = None
             return
         try:
-            from chains.index import Store
+            from chains.store import Store
         except ImportError as exc:
             raise LLMAppError(f"RAG needs the chains package ({exc}); reinstall llmapp") from None
         self.store = Store.load(Path(store).expanduser())

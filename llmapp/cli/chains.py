@@ -108,7 +108,7 @@ def summarize(file, strategy, model, max_tokens, chunk_tokens, repetition_penalt
       llmapp summarize notes.md
       llmapp summarize book.txt --strategy refine --max-tokens 200
     """
-    from chains.index import read_document
+    from chains.documents import read_document
     from chains.summarize import SummarizeConfig, summarize_stream
     from llmapp.core.errors import LLMAppError
 
@@ -144,7 +144,8 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
     """
     import dataclasses
 
-    from chains.index import MANIFEST, build_index
+    from chains.index import build_index
+    from chains.store import MANIFEST
     from llmapp import load_embeddings
     from llmapp.core.config import RAGConfig
 
@@ -182,8 +183,8 @@ def ask(question, store, retrieval, mmr, k, min_score, model, max_tokens, as_jso
     """
     import dataclasses
 
-    from chains.index import Store
     from chains.rag import rag_chain
+    from chains.store import Store
     from llmapp.core.config import RAGConfig
 
     config = dataclasses.replace(RAGConfig(), retrieval=retrieval, mmr=mmr, k=k,

@@ -9,6 +9,7 @@
         ...
 """
 
-from llmapp.server.app import ServeConfig, create_app, running
+from llmapp.server.app import create_app, running
+from llmapp.server.config import ServeConfig
 
 __all__ = ["ServeConfig", "create_app", "running"]

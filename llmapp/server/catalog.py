@@ -26,7 +26,7 @@ from llmapp.models import DEFAULT_CHAT, REGISTRY
 from llmapp.server.schemas import APIError
 
 if TYPE_CHECKING:
-    from llmapp.server.app import ServeConfig
+    from llmapp.server.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ServedModel:
     kind: str  # "chat", "embeddings" or "rag"
     target: str  # registry name / path of the weights, or the store folder for "rag"
     chat_model: str = DEFAULT_CHAT  # the chat model a "rag" store answers with
-    store: Any = None  # the loaded chains.index.Store, for "rag"
+    store: Any = None  # the loaded chains.store.Store, for "rag"
     rag_config: Any = None  # RAGConfig for "rag"
     chat: Any = None  # the loaded chat model ("chat": its own; "rag": the one that answers), warm
     options: dict[str, Any] = field(default_factory=dict)  # backend and engine options, for load_llm too
@@ -257,7 +257,7 @@ def _kind_of(name: str) -> str:
 
 def _load_store(folder: str) -> Any:
     try:
-        from chains.index import Store
+        from chains.store import Store
     except ImportError as exc:
         raise LLMAppError(f"RAG stores need the chains package, which is not importable here ({exc})") from None
     if not Path(folder).expanduser().is_dir():

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, field_validator
 
 FINGERPRINT = "fp_llmapp"  # OpenAI's system_fingerprint; constant because the backend is not versioned per call
 
@@ -74,7 +74,7 @@ class ChatMessage(_Request):
         return self.content or ""
 
 
-class _Sampling(_Request):
+class _SamplingBase(_Request):
     """Fields shared by chat and text completions; ``None`` means the server's default."""
 
     model: str
@@ -119,7 +119,22 @@ class _Sampling(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_Sampling):
+def _generation_extras() -> dict[str, Any]:
+    """Decoding settings beyond OpenAI's own (``top_k``, ``repetition_penalty``, ...) under vLLM's names,
+    derived from GenerationConfig so that a new setting reaches the API by itself."""
+    import typing
+
+    from llmapp.core.config import GENERATION_FIELDS, GenerationConfig
+
+    hints = typing.get_type_hints(GenerationConfig)
+    return {f.metadata["engines"]["openai"]: (hints[name] | None, None) for name, f in GENERATION_FIELDS.items()
+            if f.metadata["engines"].get("openai") and f.metadata["engines"]["openai"] not in _SamplingBase.model_fields}
+
+
+_Sampling = create_model("_Sampling", __base__=_SamplingBase, **_generation_extras())
+
+
+class ChatCompletionRequest(_Sampling):  # type: ignore[misc, valid-type]
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # newer name for max_tokens; wins when both are set
     top_logprobs: int | None = None
@@ -141,7 +156,7 @@ class ChatCompletionRequest(_Sampling):
         return self.max_completion_tokens or self.max_tokens
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(_Sampling):  # type: ignore[misc, valid-type]
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
     echo: bool = False
@@ -278,6 +293,7 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "llmapp"
     kind: str  # llmapp's addition: chat, embeddings or rag, so a client can tell what each name is for
+    context_window: int | None = None  # llmapp's addition (vLLM calls it max_model_len): tokens a prompt may use
 
 
 class ModelList(BaseModel):
