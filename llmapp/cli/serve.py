@@ -31,6 +31,11 @@ Try it:
 @click.option("--store", "stores", multiple=True, type=click.Path(file_okay=False),
               help="RAG store folder (repeatable), served as rag:<folder name>.")
 @click.option("--chat-model", default=None, help="Chat model that answers for RAG stores (default: the first served).")
+@click.option("--backend", type=click.Choice(["llamacpp", "hf", "openai"]), default=None,
+              help="What runs the chat models: llamacpp (GGUF, batches concurrent requests), hf (transformers), "
+                   "openai (relay to another server). Default: chosen per model.")
+@click.option("--threads", default="auto", show_default=True,
+              help="llama.cpp decoding threads; auto leaves one core free (fastest on a busy machine).")
 @click.option("--api-key", envvar="LLMAPP_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every endpoint but /health (env: LLMAPP_API_KEY).")
 @click.option("--workers", default=2, show_default=True, type=int, help="Generations run at once.")
@@ -40,7 +45,7 @@ Try it:
               help="Largest request body; bigger ones get 413.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Browser origin allowed to call (repeatable).")
 def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...], chat_model: str | None,
-          api_key: str | None, workers: int, queue_size: int, max_body_bytes: int,
+          backend: str | None, threads: str, api_key: str | None, workers: int, queue_size: int, max_body_bytes: int,
           cors_origins: tuple[str, ...]) -> None:
     """Serve models and RAG stores over an OpenAI-compatible HTTP API.
 
@@ -51,13 +56,15 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
     Examples:
       llmapp serve                                   # bundled chat + embeddings on 127.0.0.1:8000
       llmapp serve --store ./store --api-key sk-local
+      llmapp serve --workers 4 --threads 2           # 4 streams batched on llama.cpp
       curl http://127.0.0.1:8000/v1/models
     """
     import uvicorn
 
     from llmapp.server import ServeConfig, create_app
 
-    config = ServeConfig(host=host, port=port, stores=list(stores), chat_model=chat_model, api_key=api_key,
+    config = ServeConfig(host=host, port=port, stores=list(stores), chat_model=chat_model, backend=backend,
+                         threads=_threads(threads), api_key=api_key,
                          workers=workers, queue_size=queue_size, max_body_bytes=max_body_bytes,
                          cors_origins=list(cors_origins))
     if models:
@@ -74,6 +81,14 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
         click.echo(_EXAMPLE.format(url=url, chat=chats[0], key="YOUR_API_KEY" if api_key else "none",
                                    auth_h=' -H "Authorization: Bearer $LLMAPP_API_KEY"' if api_key else ""))
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+def _threads(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise click.BadParameter(f"{value!r} is not 'auto' or a number of threads from 1 to 256", param_hint="--threads")
+    return int(value)
 
 
 def _check_port(host: str, port: int) -> None:
