@@ -1,11 +1,12 @@
-"""Documents: read .txt/.md/.html/.pdf files of any encoding, find them in folders, cut them into chunks.
+"""Documents: read .txt/.md/.html/.pdf files of any encoding and find them in folders.
 
 A file that cannot be read (binary, a damaged PDF) raises :class:`~llmapp.core.errors.LLMAppError`
 naming why, so an index run skips it and goes on with the rest.
 
-    from chains.documents import find_files, read_document, split_text
+    from chains.documents import find_files, read_document
     text = read_document(Path("notes.md"))
-    chunks = split_text(text, tokenizer, RAGConfig())      # [(start, end, chunk_text), ...]
+
+Chunking lives in ``chains.chunking`` (``split_text`` is re-exported here for older imports).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from llmapp.core.config import RAGConfig
+from chains.chunking import split_text  # noqa: F401 - re-exported: chunking moved to chains.chunking
 from llmapp.core.errors import LLMAppError
 
 log = logging.getLogger(__name__)
@@ -108,25 +108,3 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
         raise LLMAppError(f"no {'/'.join(s[1:] for s in SUFFIXES)} files under {', '.join(map(str, paths))}; "
                           "add documents or point at another folder")
     return sorted({p.resolve() for p in found})
-
-
-def split_text(text: str, tokenizer: Any, config: RAGConfig) -> list[tuple[int, int, str]]:
-    """Split ``text`` into chunks of about ``config.chunk_tokens`` embedding-model tokens.
-
-    Returns:
-        ``(start, end, chunk)`` tuples, with character offsets into ``text``.
-    """
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    def length(piece: str) -> int:  # verbose=False: counting a long piece is fine, we never feed it whole
-        return len(tokenizer.encode(piece, add_special_tokens=False, verbose=False))
-
-    splitter = RecursiveCharacterTextSplitter(chunk_size=config.chunk_tokens, chunk_overlap=config.chunk_overlap,
-                                              length_function=length, add_start_index=True)
-    out = []
-    for doc in splitter.create_documents([text]):
-        start = int(doc.metadata.get("start_index", -1))
-        if start < 0:  # the splitter could not place it (whitespace changed); find it ourselves
-            start = max(0, text.find(doc.page_content))
-        out.append((start, start + len(doc.page_content), doc.page_content))
-    return out

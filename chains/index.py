@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chains.documents import find_files, read_document, split_text
+from chains.chunking import split_text
+from chains.documents import find_files, read_document
 from chains.store import (
     FORMAT_VERSION,
     MANIFEST,
@@ -128,7 +129,7 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
         model_name = old.manifest["embedding_model"] if old else embedding_name(embeddings)
         manifest = {"format_version": FORMAT_VERSION, "embedding_model": model_name,
                     "dimension": dim, "index_type": index_type, "chunk_tokens": config.chunk_tokens,
-                    "chunk_overlap": config.chunk_overlap, "root": _common_root(files_meta),
+                    "chunk_overlap": config.chunk_overlap, "chunker": config.chunker, "root": _common_root(files_meta),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files_meta}
         _write_store(store, manifest, make_index(matrix, index_type), docs, matrix)
     report.chunks = len(docs)

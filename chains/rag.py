@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from chains.citations import CitationFilter, GroundingGate, attributor
+from chains.relevance import relevance, threshold
 from chains.store import Store
 from llmapp.core.config import RAGConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
@@ -102,15 +103,29 @@ def retrieve(store: Store | str | Path, question: str, config: RAGConfig | None 
     Args:
         store: a loaded :class:`~chains.store.Store` or its folder.
         question: the user's question.
-        config: ``retrieval``, ``k``, ``fetch_k``, ``mmr``, ``mmr_lambda`` and ``min_score``.
+        config: ``retrieval``, ``k``, ``fetch_k``, ``mmr``, ``mmr_lambda``, and the abstention
+            signal ``abstain`` with its threshold ``min_score`` (None: calibrated per embedding model).
 
     Returns:
-        Up to ``config.k`` sources whose cosine similarity to the question is at least ``min_score``.
+        Up to ``config.k`` sources, or none when their relevance signal (``chains.relevance``) is
+        below the threshold.
     """
-    import numpy as np
-
     config = config or RAGConfig()
     store = _as_store(store)
+    sources = rank(store, question, config)
+    if sources and config.abstain != "none":
+        signal, cut = threshold(store, config.abstain, config.min_score)
+        score = relevance(store, question, sources, signal)
+        if score < cut:
+            log.info("abstaining: %s relevance %.3f is under %.3f", signal, score, cut)
+            return []
+    return sources
+
+
+def rank(store: Store, question: str, config: RAGConfig) -> list[Source]:
+    """The top ``config.k`` chunks by the configured retriever (and MMR), with no abstention."""
+    import numpy as np
+
     if not question.strip():
         raise LLMAppError("empty question: ask something about the indexed documents")
     ranker = RETRIEVERS.get(config.retrieval)
@@ -121,7 +136,7 @@ def retrieve(store: Store | str | Path, question: str, config: RAGConfig | None 
     if not rows:
         return []
     cosine = np.asarray(store.vectors[rows], dtype="float32") @ qvec[0]  # (n,)
-    keep = [(r, float(c)) for r, c in zip(rows, cosine, strict=False) if c >= config.min_score]
+    keep = [(r, float(c)) for r, c in zip(rows, cosine, strict=False)]
     if config.mmr:
         keep = _mmr(store, keep, config.k, config.mmr_lambda)
     out = []
@@ -155,8 +170,11 @@ def _snippet(text: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- answering
 
-def format_context(sources: list[Source]) -> str:
-    """The numbered sources as the prompt shows them."""
+def format_context(sources: list[Source], style: str = "numbered") -> str:
+    """The sources as the prompt shows them: ``[n] chunk`` (``numbered``) or bare chunks (``plain``),
+    separated by blank lines."""
+    if style == "plain":
+        return "\n\n".join(" ".join(s.text.split()) for s in sources)
     return "\n\n".join(f"[{s.n}] {' '.join(s.text.split())}" for s in sources)
 
 
@@ -164,126 +182,6 @@ def format_sources(sources: list[Source], store: Store | None = None) -> str:
     """The Sources block printed under an answer: ``[n] path — snippet`` per line."""
     name = store.display_name if store is not None else (lambda p: p)
     return "Sources:\n" + "\n".join(f"[{s.n}] {name(s.source)} — {s.snippet}" for s in sources)
-
-
-_CITATION = re.compile(r"(\s*)\[\s*(?:[Ss]ources?\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
-
-
-class CitationFilter:
-    """Streams an answer through, keeping only citations of retrieved sources and adding missing ones.
-
-    - ``[n]`` whose ``n`` was not retrieved is dropped (``invalid`` records it). A piece ending in an
-      unclosed ``[`` is held back until the bracket closes, so a citation split across tokens is checked.
-    - With ``attribute`` (sentence -> source number or None), a sentence that ends without a citation
-      gets one before its full stop: the source its text is most similar to. Small models often
-      answer well but forget the brackets; this keeps every claim traceable.
-    """
-
-    def __init__(self, valid: set[int], attribute: Callable[[str], int | None] | None = None) -> None:
-        self.valid, self.attribute = valid, attribute
-        self.buf = ""  # raw text not yet checked (an unclosed "[")
-        self.sentence = ""  # the current sentence, as emitted so far
-        self.state, self.held = "text", ""  # "punct"/"gap": a possible sentence end, held in ``held``
-        self.after_cite = False  # a citation right after a full stop: it closes the sentence before it
-        self.cited: list[int] = []  # valid numbers the model wrote, in order of first citation
-        self.added: list[int] = []  # numbers added by attribution
-        self.invalid: list[int] = []  # numbers the model made up, stripped
-
-    def _clean(self, text: str) -> str:
-        def fix(m: re.Match) -> str:
-            nums = [int(x) for x in re.split(r"\s*,\s*", m.group(2))]
-            good = [n for n in nums if n in self.valid]
-            self.invalid += [n for n in nums if n not in self.valid]
-            self.cited += [n for n in good if n not in self.cited]
-            return m.group(1) + "".join(f"[{n}]" for n in good) if good else ""
-
-        return _CITATION.sub(fix, text)
-
-    def feed(self, piece: str) -> str:
-        """Take the next streamed piece; return the text that is safe to show now."""
-        self.buf += piece
-        cut = self.buf.rfind("[")
-        if cut >= 0 and "]" not in self.buf[cut:] and len(self.buf) - cut < 16:
-            cut = len(self.buf[:cut].rstrip())  # hold the space before it too: a stripped citation takes it along
-            ready, self.buf = self.buf[:cut], self.buf[cut:]
-        else:
-            ready, self.buf = self.buf, ""
-        return self._sentences(self._clean(ready))
-
-    def flush(self) -> str:
-        """The held-back tail, with the last sentence attributed if it needs it."""
-        out = self._sentences(self._clean(self.buf))
-        self.buf = ""
-        if self.state == "text":
-            stripped = self.sentence.rstrip()
-            tail = self.sentence[len(stripped):]
-            return out + self._cite(stripped) + tail if stripped else out
-        out += self._cite(self.sentence) + self.held
-        self.state, self.held, self.sentence = "text", "", ""
-        return out
-
-    def _sentences(self, text: str) -> str:
-        out = []
-        for ch in text:
-            if self.state == "punct":  # just saw . ! or ?: a sentence end only if whitespace follows
-                if ch.isspace():
-                    self.state, self.held = "gap", self.held + ch
-                    continue
-                out.append(self.held)
-                self.sentence += self.held
-                self.state, self.held = "text", ""
-            elif self.state == "gap":
-                if ch.isspace():
-                    self.held += ch
-                    continue
-                # "[" after the full stop: the model cites the sentence itself ("... . [1]")
-                out.append(self.held if ch == "[" else self._cite(self.sentence) + self.held)
-                self.after_cite = ch == "["  # the sentence ends when that citation closes
-                self.sentence = "" if ch != "[" else self.sentence
-                self.state, self.held = "text", ""
-            if ch in ".!?":
-                self.state, self.held = "punct", ch
-                continue
-            if ch == "\n" and self.sentence.strip():  # a list item or paragraph ends the sentence too
-                out.append(self._cite(self.sentence))
-                self.sentence = ""
-                out.append(ch)
-                continue
-            self.sentence += ch
-            out.append(ch)
-            if ch == "]" and self.after_cite:
-                self.sentence, self.after_cite = "", False
-        return "".join(out)
-
-    def _cite(self, sentence: str) -> str:
-        """`` [n]`` for a sentence without a citation, when attribution finds a source for it."""
-        if self.attribute is None or re.search(r"\[\d+\]", sentence) or len(sentence.split()) < 3:
-            return ""
-        n = self.attribute(sentence)
-        if n is None:
-            return ""
-        self.added.append(n)
-        return f" [{n}]"
-
-
-def attributor(store: Store, sources: list[Source], min_score: float) -> Callable[[str], int | None]:
-    """sentence -> the number of the source most similar to it (cosine >= ``min_score``), or None."""
-    import numpy as np
-
-    vecs = np.asarray(_encode_texts(store, [s.text for s in sources]), dtype="float32")
-
-    def best(sentence: str) -> int | None:
-        sims = vecs @ store.embed_query(sentence)[0]
-        i = int(sims.argmax())
-        return sources[i].n if sims[i] >= min_score else None
-
-    return best
-
-
-def _encode_texts(store: Store, texts: list[str]) -> Any:
-    from chains.store import encode
-
-    return encode(store.embeddings, texts)
 
 
 class RAGChain(Runnable[Any, Any]):
@@ -294,6 +192,7 @@ class RAGChain(Runnable[Any, Any]):
     def __init__(self, store: Store, chat_model: Any, config: RAGConfig, return_sources: bool, prompt: Any) -> None:
         self.store, self.chat_model, self.config, self.return_sources = store, chat_model, config, return_sources
         self.prompt = prompt
+        self.checks: dict[str, Any] = {}
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         if not self.return_sources:
@@ -310,32 +209,58 @@ class RAGChain(Runnable[Any, Any]):
         question = _question(input)
         sources = self.fit(question, retrieve(self.store, question, self.config))
         abstained = not sources
+        self.checks = {"abstained": abstained}  # the last answer's diagnostics (eval reads them)
         if self.return_sources:
             yield {"sources": [dataclasses.asdict(s) for s in sources], "abstained": abstained}
         wrap = (lambda text: {"answer": text}) if self.return_sources else (lambda text: text)
         if abstained:
             yield wrap(ABSTAIN)
         else:
-            attribute = attributor(self.store, sources, self.config.attribute_min_score) if self.config.attribute else None
-            cites = CitationFilter({s.n for s in sources}, attribute)
-            # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL
-            # sequence's stream leaves the model generating until garbage collection, closing this stops it.
-            messages = self.prompt.format_messages(question=question, context=format_context(sources))
-            # Small models run on into a made-up next "Question:"; the answer ends there.
-            inner = self.chat_model.stream(messages, config, **{"stop": ANSWER_STOPS, **kwargs})
-            try:
-                for chunk in inner:
-                    if text := cites.feed(chunk.text if hasattr(chunk, "text") else str(chunk.content)):
-                        yield wrap(text)
-            finally:
-                inner.close()  # stops the model within one token when our caller stops early
-            if tail := cites.flush():
-                yield wrap(tail)
-            log.info("citations: written %s, added by attribution %s", cites.cited, cites.added)
-            if cites.invalid:
-                log.info("stripped citations of sources that were not retrieved: %s", sorted(set(cites.invalid)))
+            for text in self._answer(question, sources, config, kwargs):
+                yield wrap(text)
         if not self.return_sources and sources:
             yield "\n\n" + format_sources(sources, self.store)
+
+    def _answer(self, question: str, sources: list[Source], config: RunnableConfig | None,
+                kwargs: dict[str, Any]) -> Iterator[str]:
+        """The model's answer, sentence by sentence through the grounding gate, then the citation filter."""
+        attribute = attributor(self.store, sources, self.config.attribute_min_score) if self.config.attribute else None
+        cites = CitationFilter({s.n for s in sources}, attribute)
+        gate = (GroundingGate(question, sources, self.config.min_support if self.config.ground else -1.0,
+                              self.config.quote) if self.config.ground or self.config.quote == "always" else None)
+        # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL
+        # sequence's stream leaves the model generating until garbage collection, closing this stops it.
+        messages = self.prompt.format_messages(question=question, context=format_context(sources, self.config.context))
+        # Small models run on into a made-up next "Question:"; the answer ends there.
+        inner = self.chat_model.stream(messages, config, **{"stop": ANSWER_STOPS, **self._budget(), **kwargs})
+        try:
+            for chunk in inner:
+                piece = chunk.text if hasattr(chunk, "text") else str(chunk.content)
+                if gate is not None:
+                    piece = gate.feed(piece)
+                if text := cites.feed(piece):
+                    yield text
+                if gate is not None and gate.stopped:
+                    break  # the rest would build on an unsupported sentence: stop the model now
+        finally:
+            inner.close()  # stops the model within one token when our caller stops early
+        if tail := cites.feed(gate.flush() if gate is not None else "") + cites.flush():
+            yield tail
+        self.checks.update(cited=cites.cited, added=cites.added, invalid=sorted(set(cites.invalid)),
+                           grounding_fired=bool(gate and gate.fired), dropped=gate.dropped if gate else 0,
+                           quoted=bool(gate and gate.quoted))
+        log.info("citations: written %s, added by attribution %s", cites.cited, cites.added)
+        if gate is not None and gate.fired:
+            log.info("grounding: the answer shared too little with its sources; quoted the best sentence instead")
+        if cites.invalid:
+            log.info("stripped citations of sources that were not retrieved: %s", sorted(set(cites.invalid)))
+
+    def _budget(self) -> dict[str, Any]:
+        """``max_tokens`` for the answer: RAGConfig's budget, unless the chat model's own is smaller."""
+        own = getattr(self.chat_model, "max_tokens", None)
+        if self.config.max_tokens is None or not isinstance(own, int):
+            return {}
+        return {"max_tokens": min(own, self.config.max_tokens)}
 
     def fit(self, question: str, sources: list[Source]) -> list[Source]:
         """Drop the lowest-ranked sources until the prompt fits the chat model's window.
@@ -347,10 +272,10 @@ class RAGChain(Runnable[Any, Any]):
         window = getattr(self.chat_model, "context_window", None)
         if count is None or not window:
             return sources
-        room = window - int(getattr(self.chat_model, "max_tokens", 256) or 256)
+        room = window - int(self._budget().get("max_tokens") or getattr(self.chat_model, "max_tokens", 256) or 256)
         kept = list(sources)
         while True:
-            used = count(self.prompt.format_messages(question=question, context=format_context(kept)))
+            used = count(self.prompt.format_messages(question=question, context=format_context(kept, self.config.context)))
             if used <= room:
                 return kept
             if not kept:

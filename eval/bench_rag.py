@@ -90,7 +90,7 @@ def _store_of(vectors: np.ndarray, index_type: str, emb: Any) -> Any:
 
 def bench_scale(sizes: list[int], base_chunks: int = 1500) -> dict[str, Any]:
     """Latency p50/p95 of Flat and HNSW32 stores of each size, HNSW recall@10, and our overhead."""
-    from chains.documents import split_text
+    from chains.chunking import split_text
     from chains.rag import retrieve
     from llmapp import load_embeddings
     from llmapp.core.config import RAGConfig

@@ -110,8 +110,9 @@ def evaluate(tasks: list[str], out: str | Path, models: list[str] | None = None,
         raise LLMAppError("no task given; use one or more of: " + ", ".join(_task_names()))
     for name in list(data or {}) + [o.split(".", 1)[0] for o in overrides or []]:
         get_task(name)  # an unknown task in --data / --set is an error, not silence
-    ctx = EvalContext(models=list(models or []), store=store, embeddings=embeddings, seed=seed, limit=limit)
     out = Path(out).expanduser()
+    ctx = EvalContext(models=list(models or []), store=store, embeddings=embeddings, seed=seed, limit=limit,
+                      out=str(out))
     out.mkdir(parents=True, exist_ok=True)
     cache = ExampleCache(out / CACHE_FILE)
     results: dict[str, Any] = {
@@ -143,7 +144,7 @@ def _run_task(task: Task, cache: ExampleCache, progress: bool) -> dict[str, Any]
     entry: dict[str, Any] = {"description": task.description, "config": config, "examples": len(examples),
                              "metrics": task.metrics, "plot_metrics": task.plot_metrics, "systems": {}}
     for system in systems:
-        key = _fingerprint(task.name, config, dataclasses.asdict(system), task.ctx.seed)
+        key = _fingerprint(task.name, task.cache_config(), dataclasses.asdict(system), task.ctx.seed)
         records, fresh = [], 0
         bar = tqdm(examples, desc=f"{task.name} · {system.name}", unit="ex", disable=not progress,
                    file=sys.stderr, leave=False)

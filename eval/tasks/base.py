@@ -32,6 +32,7 @@ class EvalContext:
     embeddings: str = "minilm-l6"  # embeddings for retrieval and for indexing the demo store
     seed: int = 0  # seeds sampling and the random baselines, so a rerun gives the same numbers
     limit: int | None = None  # first N examples only: quick looks and tests
+    out: str | None = None  # the run's output folder: tasks may keep their own caches there
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,12 @@ class Task:
     def samples(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A few outputs worth showing in the report; none by default."""
         return []
+
+    def cache_config(self) -> dict[str, Any]:
+        """The part of the config that keys cached examples (all of it, unless a task says otherwise)."""
+        import dataclasses
+
+        return dataclasses.asdict(self.config)
 
     def setup(self) -> None:
         """Expensive shared preparation (an index, a model), run once before the first uncached example."""

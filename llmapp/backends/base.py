@@ -33,6 +33,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
 from pydantic import ConfigDict, Field, SecretStr, create_model
 
+from llmapp.backends.loops import LoopGuard
 from llmapp.core.config import GENERATION_FIELDS, GenerationConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
 from llmapp.models.registry import DEFAULT_CHAT
@@ -119,17 +120,20 @@ class TextStream:
         generation = self.engine.generate(self.input_ids, self.config, self.cancel)
         text = emitted = ""
         pieces = iter(generation)
+        guard = LoopGuard() if self.config.stop_loops else None  # ends the reply where it starts repeating
         try:
             for piece in pieces:
                 text += piece
                 cut = _first_stop(text, stops, len(emitted))
+                loop, hold = guard.check(text) if guard is not None else (None, 0)
+                cut = loop if cut is None or (loop is not None and loop < cut) else cut
                 if cut is not None:
                     self.usage["finish_reason"] = "stop"
                     self.cancel.set()
                     if cut > len(emitted):
                         yield text[len(emitted):cut]
                     break
-                safe = len(text) - _held_back(text, stops)
+                safe = len(text) - max(_held_back(text, stops), hold)
                 if safe > len(emitted):
                     yield text[len(emitted):safe]
                     emitted = text[:safe]
@@ -138,8 +142,9 @@ class TextStream:
                     self.cancel.set()
                     break
             else:
+                end = guard.check(text + "\n")[0] if guard is not None else None  # a last unit that repeats
                 if len(text) > len(emitted) and not self.cancel.is_set():
-                    yield text[len(emitted):]  # a held-back tail that never became a stop string
+                    yield text[len(emitted):end]  # a held-back tail that never became a stop string
             if self.usage["finish_reason"] is None:  # the engine ended: end of turn, budget, or a cancel from outside
                 self.usage["finish_reason"] = generation.finish_reason or "cancelled"
         finally:

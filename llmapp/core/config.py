@@ -72,6 +72,9 @@ class GenerationConfig:
     stop: list[str] = setting(
         default_factory=list, why="extra stop strings, on top of the model's end-of-turn token",
         check=("stops",), engines={"openai": "stop"})
+    stop_loops: bool = setting(
+        True, why="end a reply where it starts repeating one of its own sentences (small models loop); "
+                  "the text before is unchanged", check=None)
     truncate: bool = setting(
         False, why="drop the oldest prompt tokens instead of refusing a prompt longer than the window",
         check=None)
@@ -143,26 +146,48 @@ def _base_type(hint: Any) -> Any:
 
 @dataclass
 class RAGConfig:
-    """How retrieval-augmented answering retrieves and cites."""
+    """How retrieval-augmented answering chunks, retrieves, prompts, abstains and cites.
+
+    The defaults won the ablation on the dev split of ``eval/data/rag-qa.jsonl`` (``docs/chains.md``,
+    "Why these defaults"); ``llmapp ask``, the REPL's ``/rag``, the server's ``rag:`` models and
+    ``rag_chain()`` all read them from here.
+    """
 
     k: int = 4  # chunks handed to the model; the 135M model reads 4 chunks of ~200 tokens well
     retrieval: str = "hybrid"  # "vector", "bm25" or "hybrid" (reciprocal-rank fusion of both)
     mmr: bool = False  # maximal marginal relevance: trades a little relevance for less redundancy
     mmr_lambda: float = 0.5  # 1.0 = pure relevance, 0.0 = pure diversity
     fetch_k: int = 20  # candidates per retriever before fusion / MMR
-    min_score: float = 0.25  # cosine similarity below which a chunk counts as irrelevant
+    context: str = "plain"  # "plain": chunks joined by blank lines (a small model copies "[1]" noise less);
+    #                         "numbered": "[n] chunk" so the model can cite; attribution cites either way
+    abstain: str = "fusion"  # relevance signal for abstention (chains.relevance): cosine, coverage, fusion, none
+    min_score: float | None = None  # threshold on that signal; None: the one calibrated for the store's embeddings
+    chunker: str = "markdown"  # chains.chunking: "markdown" (headings, paragraphs, sentences), "recursive", "tokens"
     chunk_tokens: int = 200  # chunk size in embedding-model tokens (MiniLM truncates at 256)
     chunk_overlap: int = 30  # tokens shared by neighbouring chunks so sentences are not cut blind
-    attribute: bool = True  # cite an uncited answer sentence by its most similar source: small models forget [n]
-    attribute_min_score: float = 0.3  # cosine a sentence needs with a source to be attributed to it
+    attribute: bool = True  # cite an uncited answer sentence by the source that supports it: small models forget [n]
+    attribute_min_score: float = 0.3  # support (overlap and cosine) a sentence needs for a source to be cited
+    ground: bool = True  # check each answer sentence against the sources; quote a source instead of a made-up claim
+    min_support: float = 0.5  # share of a sentence's content words its best source must hold (chains.grounding)
+    quote: str = "fallback"  # "fallback": quote a source only instead of an unsupported answer; "always": also
+    #                           end each answer with the source sentence that best answers the question
+    max_tokens: int | None = 96  # answer budget (caps the chat model's max_tokens); answers are a sentence or two
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= 100:
             raise ConfigError(f"k={self.k!r}: must be a whole number from 1 to 100 (chunks handed to the model)")
         if self.fetch_k < 1 or self.chunk_tokens < 16 or not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError("fetch_k must be >= 1, chunk_tokens >= 16 and 0 <= chunk_overlap < chunk_tokens")
-        for name in ("min_score", "attribute_min_score", "mmr_lambda"):
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not 1 <= self.max_tokens <= 100_000):
+            raise ConfigError(f"max_tokens={self.max_tokens!r}: must be a whole number from 1 (or none: the model's own)")
+        for name, valid in (("context", ("plain", "numbered")), ("abstain", ("cosine", "coverage", "fusion", "none")),
+                            ("quote", ("fallback", "always"))):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use one of: {', '.join(valid)}")
+        for name in ("min_score", "attribute_min_score", "mmr_lambda", "min_support"):
             value = getattr(self, name)
+            if value is None and name == "min_score":
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and -1 <= value <= 1):
                 raise ConfigError(f"{name}={value!r}: must be a number from -1 to 1")
 

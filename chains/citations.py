@@ -1,0 +1,255 @@
+"""Citations and grounding for RAG answers: keep ``[n]`` honest, add missing ones, catch made-up claims.
+
+- :class:`CitationFilter` streams an answer through, dropping ``[n]`` of sources that were not
+  retrieved and citing each uncited sentence by the source that supports it best (:func:`attributor`).
+- :class:`GroundingGate` sits before it and lets the answer through a sentence at a time: a sentence
+  that shares too little with the sources (``chains.grounding.support`` under
+  ``RAGConfig.min_support``, or a name or number no source has) ends the answer there; when it is
+  the first sentence, the answer becomes a quote of the source sentence that best answers the
+  question, with its citation, instead of a made-up claim.
+
+    cites = CitationFilter({1, 2}, attributor(store, sources, 0.3))
+    gate = GroundingGate(question, sources, min_support=0.5)
+    for piece in model_pieces:
+        text = gate.feed(piece)            # whole sentences, checked
+        print(cites.feed(text), end="")
+        if gate.stopped: break
+    print(cites.feed(gate.flush()) + cites.flush())
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from chains.grounding import content_words, overlap, support, unsupported_terms
+
+_CITATION = re.compile(r"(\s*)\[\s*(?:[Ss]ources?\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
+_ANY_CITATION = re.compile(r"\s*\[[^\]]*\]")
+_SENTENCE_END = re.compile(r"[.!?](?:\s*\[[\d,\s]+\])*(?=\s+[^\s\[])|\n")
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
+
+
+class CitationFilter:
+    """Streams an answer through, keeping only citations of retrieved sources and adding missing ones.
+
+    - ``[n]`` whose ``n`` was not retrieved is dropped (``invalid`` records it). A piece ending in an
+      unclosed ``[`` is held back until the bracket closes, so a citation split across tokens is checked.
+    - With ``attribute`` (sentence -> source number or None), a sentence that ends without a citation
+      gets one before its full stop: the source its text is most similar to. Small models often
+      answer well but forget the brackets; this keeps every claim traceable.
+    """
+
+    def __init__(self, valid: set[int], attribute: Callable[[str], int | None] | None = None) -> None:
+        self.valid, self.attribute = valid, attribute
+        self.buf = ""  # raw text not yet checked (an unclosed "[")
+        self.sentence = ""  # the current sentence, as emitted so far
+        self.state, self.held = "text", ""  # "punct"/"gap": a possible sentence end, held in ``held``
+        self.after_cite = False  # a citation right after a full stop: it closes the sentence before it
+        self.cited: list[int] = []  # valid numbers the model wrote, in order of first citation
+        self.added: list[int] = []  # numbers added by attribution
+        self.invalid: list[int] = []  # numbers the model made up, stripped
+
+    def _clean(self, text: str) -> str:
+        def fix(m: re.Match) -> str:
+            nums = [int(x) for x in re.split(r"\s*,\s*", m.group(2))]
+            good = [n for n in nums if n in self.valid]
+            self.invalid += [n for n in nums if n not in self.valid]
+            self.cited += [n for n in good if n not in self.cited]
+            return m.group(1) + "".join(f"[{n}]" for n in good) if good else ""
+
+        return _CITATION.sub(fix, text)
+
+    def feed(self, piece: str) -> str:
+        """Take the next streamed piece; return the text that is safe to show now."""
+        self.buf += piece
+        cut = self.buf.rfind("[")
+        if cut >= 0 and "]" not in self.buf[cut:] and len(self.buf) - cut < 16:
+            cut = len(self.buf[:cut].rstrip())  # hold the space before it too: a stripped citation takes it along
+            ready, self.buf = self.buf[:cut], self.buf[cut:]
+        else:
+            ready, self.buf = self.buf, ""
+        return self._sentences(self._clean(ready))
+
+    def flush(self) -> str:
+        """The held-back tail, with the last sentence attributed if it needs it."""
+        out = self._sentences(self._clean(self.buf))
+        self.buf = ""
+        if self.state == "text":
+            stripped = self.sentence.rstrip()
+            tail = self.sentence[len(stripped):]
+            return out + self._cite(stripped) + tail if stripped else out
+        out += self._cite(self.sentence) + self.held
+        self.state, self.held, self.sentence = "text", "", ""
+        return out
+
+    def _sentences(self, text: str) -> str:
+        out = []
+        for ch in text:
+            if self.state == "punct":  # just saw . ! or ?: a sentence end only if whitespace follows
+                if ch.isspace():
+                    self.state, self.held = "gap", self.held + ch
+                    continue
+                out.append(self.held)
+                self.sentence += self.held
+                self.state, self.held = "text", ""
+            elif self.state == "gap":
+                if ch.isspace():
+                    self.held += ch
+                    continue
+                # "[" after the full stop: the model cites the sentence itself ("... . [1]")
+                out.append(self.held if ch == "[" else self._cite(self.sentence) + self.held)
+                self.after_cite = ch == "["  # the sentence ends when that citation closes
+                self.sentence = "" if ch != "[" else self.sentence
+                self.state, self.held = "text", ""
+            if ch in ".!?":
+                self.state, self.held = "punct", ch
+                continue
+            if ch == "\n" and self.sentence.strip():  # a list item or paragraph ends the sentence too
+                out.append(self._cite(self.sentence))
+                self.sentence = ""
+                out.append(ch)
+                continue
+            self.sentence += ch
+            out.append(ch)
+            if ch == "]" and self.after_cite:
+                self.sentence, self.after_cite = "", False
+        return "".join(out)
+
+    def _cite(self, sentence: str) -> str:
+        """`` [n]`` for a sentence without a citation, when attribution finds a source for it."""
+        if self.attribute is None or re.search(r"\[\d+\]", sentence) or len(sentence.split()) < 3:
+            return ""
+        n = self.attribute(sentence)
+        if n is None:
+            return ""
+        self.added.append(n)
+        return f" [{n}]"
+
+
+def attributor(store: Any, sources: Sequence[Any], min_score: float) -> Callable[[str], int | None]:
+    """sentence -> the number of the source that supports it best, or None below ``min_score``.
+
+    Support blends word overlap with embedding cosine (``chains.grounding.support``): an answer that
+    copies a source's words is cited to that source even when another chunk is closer in meaning.
+    """
+    texts = [s.text for s in sources]
+
+    def best(sentence: str) -> int | None:
+        score, i = support([sentence], texts, store.embeddings)[0]
+        return sources[i].n if i >= 0 and score >= min_score else None
+
+    return best
+
+
+def source_sentences(sources: Sequence[Any]) -> list[tuple[int, str]]:
+    """Every sentence of the retrieved chunks as ``(source number, sentence)``, best-ranked source first."""
+    out = []
+    for s in sources:
+        for sent in _SPLIT.split(" ".join(s.text.split(" "))):
+            sent = " ".join(sent.split()).lstrip("#*-> ").strip()
+            if len(sent.split()) >= 4:
+                out.append((s.n, sent))
+    return out
+
+
+def best_quote(question: str, sources: Sequence[Any], answer: str = "") -> tuple[int, str] | None:
+    """The source sentence that best answers ``question``: most question words, then answer words.
+
+    Returns:
+        ``(source number, sentence)``, or None when the sources have no sentence at all.
+    """
+    q = set(content_words(question))
+    a = set(content_words(answer)) - q
+    pool = source_sentences(sources)
+    if not pool:
+        return None
+
+    def score(item: tuple[int, tuple[int, str]]) -> tuple[float, int]:
+        rank, (_, sent) = item
+        words = set(content_words(sent))
+        return (len(q & words) + 0.5 * len(a & words) - 0.01 * len(words), -rank)
+
+    return max(enumerate(pool), key=score)[1]
+
+
+class GroundingGate:
+    """Lets a streamed answer through one whole sentence at a time, checking each against the sources.
+
+    Args:
+        question: the user's question (its own words count as supported).
+        sources: the retrieved chunks (``.n`` and ``.text``).
+        min_support: the word-overlap share (``chains.grounding.support``) a sentence needs.
+        quote: ``"fallback"``: quote a source only in place of an unsupported first sentence;
+            ``"always"``: also end every answer with the source sentence that best answers the
+            question (unless the answer already says it), so the reader sees the evidence.
+
+    ``fired`` is True when the answer was replaced by a quote, ``stopped`` when the gate ended it
+    (the model can stop generating), ``dropped`` counts unsupported sentences cut off the end.
+    """
+
+    def __init__(self, question: str, sources: Sequence[Any], min_support: float, quote: str = "fallback") -> None:
+        self.question, self.sources, self.min_support, self.quote = question, list(sources), min_support, quote
+        self.answer = ""  # the sentences let through
+        self.texts = [s.text for s in self.sources]
+        self.buf = ""
+        self.passed = 0  # sentences let through
+        self.fired = self.stopped = self.quoted = False
+        self.dropped = 0
+        self.scores: list[float] = []
+
+    def feed(self, piece: str) -> str:
+        """Take the next piece of the model's text; return the whole sentences that passed."""
+        if self.stopped:
+            return ""
+        self.buf += piece
+        out = ""
+        while not self.stopped and (m := _SENTENCE_END.search(self.buf)):
+            sentence, self.buf = self.buf[:m.end()], self.buf[m.end():]
+            out += self._check(sentence)
+        return out
+
+    def flush(self) -> str:
+        """The last sentence (cut by the token budget or ended by the model), checked like the rest,
+        then the evidence quote when ``quote="always"``."""
+        tail, self.buf = self.buf, ""
+        out = "" if self.stopped or not tail.strip() else self._check(tail)
+        if self.quote == "always" and not self.fired and self.answer.strip():
+            found = best_quote(self.question, self.sources, self.answer)
+            if found is not None and overlap(found[1], self.answer) < 0.8:  # not a repeat of what it said
+                self.quoted = True
+                out += " " + _cited(*found)
+        return out
+
+    def supported(self, sentence: str) -> bool:
+        """Whether ``sentence`` is supported by the sources (always, when ``min_support`` is negative)."""
+        bare = _ANY_CITATION.sub("", sentence).strip()
+        if self.min_support < 0:
+            return True
+        if len(content_words(bare)) < 2:  # "Yes." or a heading: nothing to check
+            return True
+        score = support([bare], self.texts)[0][0] if self.texts else 0.0
+        self.scores.append(score)
+        return score >= self.min_support and not unsupported_terms(bare, [*self.texts, self.question])
+
+    def _check(self, sentence: str) -> str:
+        if self.supported(sentence):
+            self.passed += 1
+            self.answer += sentence
+            return sentence
+        self.stopped = True
+        if self.passed:
+            self.dropped += 1
+            return ""
+        quote = best_quote(self.question, self.sources, sentence)
+        if quote is None:
+            return sentence
+        self.fired = True
+        return _cited(*quote)
+
+
+def _cited(n: int, text: str) -> str:
+    """A quoted source sentence with its citation before the full stop."""
+    text = text if text[-1:] in ".!?" else text + "."
+    return f"{text[:-1]} [{n}]{text[-1]}"
