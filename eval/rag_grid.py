@@ -39,8 +39,8 @@ DECODING = {"repetition_penalty", "stop_loops", "temperature", "top_p", "top_k"}
 PRESETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "previous": {"context": "numbered", "template": "rag_cite_oneshot", "chunker": "recursive", "abstain": "cosine",
-                 "min_score": 0.25, "ground": False, "max_tokens": 128, "repetition_penalty": 1.0,
-                 "stop_loops": False},
+                 "min_score": 0.25, "ground": False, "quote": "fallback", "max_tokens": 128,
+                 "repetition_penalty": 1.0, "stop_loops": False},
 }
 
 
@@ -88,6 +88,13 @@ def expand(settings: dict[str, Any]) -> dict[str, Any]:
     if preset not in PRESETS:
         raise LLMAppError(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}")
     return {**PRESETS[preset], **settings}
+
+
+def resolved(settings: dict[str, Any]) -> dict[str, Any]:
+    """Every setting a row runs with (RAGConfig's defaults filled in): what keys its cached results, so
+    a change of the defaults re-runs a row that relies on them."""
+    rag, template, decoding = resolve(settings)
+    return {**dataclasses.asdict(rag), "template": template, **decoding}
 
 
 def resolve(settings: dict[str, Any]) -> tuple[RAGConfig, str, dict[str, Any]]:

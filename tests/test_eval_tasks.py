@@ -116,23 +116,52 @@ def demo_store(tmp_path_factory):
     return str(store)
 
 
-def test_rag_qa_on_the_demo_store_with_the_bundled_model(demo_store):
-    task = RAGQATask(ctx=EvalContext(models=[SMOL], store=demo_store, limit=1))
-    task.config.max_tokens = 16
+def test_rag_qa_on_the_demo_store_with_the_bundled_model(demo_store, tmp_path):
+    from eval.tasks.base import DATA
+
+    genai = str(DATA / "genai-qa.jsonl")  # a custom --data without corpus or split: asked against --store
+    task = RAGQATask(ctx=EvalContext(models=[SMOL], store=demo_store, limit=1, out=str(tmp_path)))
+    task.config.data, task.config.max_tokens = genai, 16
     examples = task.examples()
-    unanswerable = next(e for e in RAGQATask(ctx=EvalContext(store=demo_store)).examples() if not e["answerable"])
-    names = [s.name for s in task.systems()]
-    assert names == [SMOL, "bm25 extractive", "random sentence"]
-    model = task.run(System(SMOL, "model", SMOL), examples[0])
-    assert model["answer"] and 0.0 <= model["token_f1"] <= 1.0
+    everything = RAGQATask(ctx=EvalContext(store=demo_store))
+    everything.config.data = genai
+    unanswerable = next(e for e in everything.examples() if not e["answerable"])
+    systems = {s.name: s for s in task.systems()}
+    assert list(systems) == [SMOL, "plain langchain", "bm25 extractive", "random sentence"]
+    model = task.run(systems[SMOL], examples[0])
+    assert model["answer"] and 0.0 <= model["token_f1"] <= 1.0 and model["seconds"] > 0
     assert model["hit"] == 1.0  # "two neural networks in a GAN" is found in the notes
-    bm25 = task.run(System("bm25 extractive", "baseline", "bm25-extractive"), examples[0])
+    assert set(model["signals"]) == {"cosine", "coverage", "fusion"}  # for the abstention ROC
+    bm25 = task.run(systems["bm25 extractive"], examples[0])
     assert bm25["keyword_accuracy"] > 0 and bm25["hit"] == 1.0
-    assert task.run(System("bm25 extractive", "baseline", "bm25-extractive"), unanswerable)["abstained"] is True
+    assert task.run(systems["bm25 extractive"], unanswerable)["abstained"] is True
     row = task.aggregate([model, bm25])
     assert set(row) >= {"exact_match", "token_f1", "keyword_accuracy", "hit@k", "citation_precision",
-                        "abstain_unanswerable", "abstain_answerable"}
+                        "abstain_unanswerable", "abstain_answerable", "seconds_per_answer"}
     assert row["abstain_unanswerable"] is None  # no unanswerable question among these records
+
+
+def test_rag_qa_default_data_is_the_test_split_of_three_corpora():
+    task = RAGQATask()
+    rows = task.examples()
+    assert len(rows) == 75 and {r["split"] for r in rows} == {"test"}
+    assert {r["corpus"] for r in rows} == {"genai-notes", "llmapp-docs", "harbor-library"}
+    task.config.split, task.config.every = "dev", 2
+    assert len(task.examples()) == 38 and {r["split"] for r in task.examples()} == {"dev"}
+    task.config.split = "train"
+    with pytest.raises(LLMAppError, match="split='train': use one of: dev, test, all"):
+        task.examples()
+
+
+def test_abstention_calibration_picks_the_best_threshold_under_the_false_rate():
+    from eval.calibrate import auc, choose, rates
+
+    scores = [(True, 0.9), (True, 0.8), (True, 0.7), (True, 0.2), (False, 0.1), (False, 0.3), (False, 0.75)]
+    assert auc(scores) == pytest.approx(9 / 12)
+    assert choose(scores, max_false=0.0) == 0.15  # abstain below 0.15: one of three unanswerable, no answerable
+    assert rates(scores, 0.15) == (1 / 3, 0.0)
+    assert choose(scores, max_false=0.25) == 0.5  # one answerable lost buys two unanswerable
+    assert rates(scores, 0.5) == (2 / 3, 0.25)
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -182,6 +211,18 @@ def test_generation_model_and_ngram_baseline():
         row = task.aggregate(records)
         assert 0 < row["distinct_1"] <= 1 and 0 <= row["repetition_rate"] <= 1
         assert row["min_words"] <= row["mean_words"] <= row["max_words"]
+        assert row["max_sentence_copies"] >= 0 and row["looped"] in (0.0, 0.5, 1.0)
         assert len(task.samples(records)) == 2
     markov = [task.run(System("m", "baseline", "markov"), e)["text"] for e in examples]
     assert markov[0] != markov[1]  # seeded per prompt, not one text for all
+
+
+def test_generation_decoding_rows_and_splits():
+    task = get_task("generation")(ctx=EvalContext(models=[SMOL]))
+    assert len(task.examples()) == 64
+    task.config.split, task.config.decoding = "dev", "raw,default,rp1.2"
+    assert len(task.examples()) == 32 and all(e["split"] == "dev" for e in task.examples())
+    assert [s.name for s in task.systems()][:3] == [f"{SMOL} · raw", f"{SMOL} · default", f"{SMOL} · rp1.2"]
+    task.config.decoding = "greedy"
+    with pytest.raises(LLMAppError, match="unknown decoding row 'greedy'"):
+        task.systems()

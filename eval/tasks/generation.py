@@ -112,5 +112,5 @@ class GenerationTask(Task):
                 "mean_chars": mean(r["chars"] for r in records)}
 
     def samples(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        worst = sorted(records, key=lambda r: -r["max_copies"])[:2]
-        return [{"prompt": r["prompt"], "text": r["text"]} for r in (records[:1] + worst)]
+        worst = max(records, key=lambda r: r["max_copies"])  # the loopiest reply, next to a typical one
+        return [{"prompt": r["prompt"], "text": r["text"]} for r in (records[0], worst)]

@@ -88,12 +88,12 @@ class RAGQATask(Task):
 
     def rows(self) -> dict[str, dict[str, Any]]:
         """The grid's rows (name -> settings), with the task's fixed settings under each."""
-        from eval.rag_grid import load_grid
+        from eval.rag_grid import load_grid, resolved
 
         fixed = {k: v for k in ("k", "retrieval", "min_score", "max_tokens")
                  if (v := getattr(self.config, k)) is not None}
         grid = load_grid(self.config.grid) if self.config.grid else {"defaults": {}}
-        return {name: {**fixed, **settings} for name, settings in grid.items()}
+        return {name: resolved({**fixed, **settings}) for name, settings in grid.items()}
 
     def systems(self) -> list[System]:
         out = []

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from llmapp.cli.options import generation_options, model_options
+from llmapp.core.config import RAGConfig
 from llmapp.models import DEFAULT_EMBEDDINGS
 
 
@@ -130,8 +131,10 @@ def summarize(file, strategy, chunk_tokens, model, backend, settings):
               help="FAISS factory string: Flat (exact, default), HNSW32, IVF256,Flat. Default: keep the store's.")
 @click.option("--embeddings", "-e", default=DEFAULT_EMBEDDINGS, show_default=True, help="Embedding model (new stores).")
 @click.option("--chunk-tokens", type=int, default=None, help="Chunk size in embedding tokens (default 200).")
+@click.option("--chunker", type=click.Choice(["markdown", "recursive", "tokens"]), default=None,
+              help="How files are cut: markdown (headings, paragraphs, sentences; default), recursive, tokens.")
 @click.option("--rebuild", is_flag=True, help="Ignore the existing store (even a corrupt one) and index everything.")
-def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
+def index(paths, store, index_type, embeddings, chunk_tokens, chunker, rebuild):
     """Index files and folders into a FAISS store for retrieval.
 
     Reads .txt, .md, .html and .pdf, recursing folders. Re-running only re-embeds changed files and
@@ -149,7 +152,8 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
     from llmapp import load_embeddings
     from llmapp.core.config import RAGConfig
 
-    config = RAGConfig() if chunk_tokens is None else dataclasses.replace(RAGConfig(), chunk_tokens=chunk_tokens)
+    chosen = {"chunk_tokens": chunk_tokens, "chunker": chunker}
+    config = dataclasses.replace(RAGConfig(), **{key: value for key, value in chosen.items() if value is not None})
     existing = (Path(store) / MANIFEST).exists() and not rebuild
     emb = None if existing else load_embeddings(embeddings)  # an existing store keeps its own model
     report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True)
@@ -163,18 +167,21 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
 @click.command()
 @click.argument("question")
 @click.option("--store", "-s", required=True, type=click.Path(), help="A store built by `llmapp index`.")
-@click.option("--retrieval", type=click.Choice(["vector", "bm25", "hybrid"]), default="hybrid", show_default=True,
-              help="Vector search, BM25, or both fused by reciprocal rank.")
+@click.option("--retrieval", type=click.Choice(["vector", "bm25", "hybrid"]), default=None,
+              help="Vector search, BM25, or both fused by reciprocal rank (default: RAGConfig's, hybrid).")
 @click.option("--mmr", is_flag=True, help="Maximal marginal relevance: fewer near-duplicate chunks.")
-@click.option("-k", "k", default=4, show_default=True, help="Chunks handed to the model.")
-@click.option("--min-score", type=float, default=None, help="Cosine below which a chunk is irrelevant (default 0.25).")
+@click.option("-k", "k", type=int, default=None, help="Chunks handed to the model (default: RAGConfig's, 4).")
+@click.option("--min-score", type=float, default=None,
+              help="Abstain below this relevance (default: the threshold calibrated for the store's embeddings).")
 @click.option("--json", "as_json", is_flag=True, help="Print {question, answer, sources, abstained} as JSON.")
 @model_options()
-@generation_options(max_tokens=128)
+@generation_options(max_tokens=RAGConfig().max_tokens)  # the answer budget
 def ask(question, store, retrieval, mmr, k, min_score, as_json, model, backend, settings):
     """Answer a question from a store, with [n] citations and a Sources list.
 
-    When nothing in the store is relevant, it says so instead of answering.
+    When nothing in the store is relevant, it says so instead of answering. Each answer sentence is
+    checked against the sources, and the answer ends with the source sentence that best answers the
+    question (see RAGConfig in docs/chains.md).
 
     \b
     Examples:
@@ -187,8 +194,10 @@ def ask(question, store, retrieval, mmr, k, min_score, as_json, model, backend, 
     from chains.store import Store
     from llmapp.core.config import RAGConfig
 
-    config = dataclasses.replace(RAGConfig(), retrieval=retrieval, mmr=mmr, k=k,
-                                 **({"min_score": min_score} if min_score is not None else {}))
+    chosen = {"retrieval": retrieval, "k": k, "min_score": min_score}
+    # --max-tokens is the answer budget here: RAGConfig's unless given, and an explicit one wins.
+    config = dataclasses.replace(RAGConfig(), mmr=mmr, max_tokens=None,
+                                 **{key: value for key, value in chosen.items() if value is not None})
     loaded = Store.load(store)
     chain = rag_chain(loaded, _chat(model, backend, settings), config, return_sources=as_json)
     if as_json:

@@ -158,8 +158,8 @@ class RAGConfig:
     mmr: bool = False  # maximal marginal relevance: trades a little relevance for less redundancy
     mmr_lambda: float = 0.5  # 1.0 = pure relevance, 0.0 = pure diversity
     fetch_k: int = 20  # candidates per retriever before fusion / MMR
-    context: str = "plain"  # "plain": chunks joined by blank lines (a small model copies "[1]" noise less);
-    #                         "numbered": "[n] chunk" so the model can cite; attribution cites either way
+    context: str = "numbered"  # "numbered": "[n] chunk", so the model can cite (it answered better so on dev);
+    #                           "plain": chunks joined by blank lines; attribution adds citations either way
     abstain: str = "fusion"  # relevance signal for abstention (chains.relevance): cosine, coverage, fusion, none
     min_score: float | None = None  # threshold on that signal; None: the one calibrated for the store's embeddings
     chunker: str = "markdown"  # chains.chunking: "markdown" (headings, paragraphs, sentences), "recursive", "tokens"
@@ -169,8 +169,8 @@ class RAGConfig:
     attribute_min_score: float = 0.3  # support (overlap and cosine) a sentence needs for a source to be cited
     ground: bool = True  # check each answer sentence against the sources; quote a source instead of a made-up claim
     min_support: float = 0.5  # share of a sentence's content words its best source must hold (chains.grounding)
-    quote: str = "fallback"  # "fallback": quote a source only instead of an unsupported answer; "always": also
-    #                           end each answer with the source sentence that best answers the question
+    quote: str = "always"  # "always": end each answer with the source sentence that best answers the question;
+    #                         "fallback": quote a source only in place of an unsupported answer
     max_tokens: int | None = 96  # answer budget (caps the chat model's max_tokens); answers are a sentence or two
 
     def __post_init__(self) -> None:
