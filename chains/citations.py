@@ -1,7 +1,9 @@
 """Citations and grounding for RAG answers: keep ``[n]`` honest, add missing ones, catch made-up claims.
 
 - :class:`CitationFilter` streams an answer through, dropping ``[n]`` of sources that were not
-  retrieved and citing each uncited sentence by the source that supports it best (:func:`attributor`).
+  retrieved and citing each uncited sentence by the source that supports it best (:func:`attributor`);
+  with ``recite`` every sentence is cited that way, in place of the numbers the model wrote (a 135M
+  model's own numbers are often wrong).
 - :class:`GroundingGate` sits before it and lets the answer through a sentence at a time: a sentence
   that shares too little with the sources (``chains.grounding.support`` under
   ``RAGConfig.min_support``, or a name or number no source has) ends the answer there; when it is
@@ -41,8 +43,10 @@ class CitationFilter:
       answer well but forget the brackets; this keeps every claim traceable.
     """
 
-    def __init__(self, valid: set[int], attribute: Callable[[str], int | None] | None = None) -> None:
+    def __init__(self, valid: set[int], attribute: Callable[[str], int | None] | None = None,
+                 recite: bool = False) -> None:
         self.valid, self.attribute = valid, attribute
+        self.recite = recite and attribute is not None  # replace the model's own numbers by attribution
         self.buf = ""  # raw text not yet checked (an unclosed "[")
         self.sentence = ""  # the current sentence, as emitted so far
         self.state, self.held = "text", ""  # "punct"/"gap": a possible sentence end, held in ``held``
@@ -57,6 +61,8 @@ class CitationFilter:
             good = [n for n in nums if n in self.valid]
             self.invalid += [n for n in nums if n not in self.valid]
             self.cited += [n for n in good if n not in self.cited]
+            if self.recite:
+                return ""  # the sentence is cited by the source that supports it best, at its end
             return m.group(1) + "".join(f"[{n}]" for n in good) if good else ""
 
         return _CITATION.sub(fix, text)

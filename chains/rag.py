@@ -225,7 +225,7 @@ class RAGChain(Runnable[Any, Any]):
                 kwargs: dict[str, Any]) -> Iterator[str]:
         """The model's answer, sentence by sentence through the grounding gate, then the citation filter."""
         attribute = attributor(self.store, sources, self.config.attribute_min_score) if self.config.attribute else None
-        cites = CitationFilter({s.n for s in sources}, attribute)
+        cites = CitationFilter({s.n for s in sources}, attribute, recite=self.config.recite)
         gate = (GroundingGate(question, sources, self.config.min_support if self.config.ground else -1.0,
                               self.config.quote) if self.config.ground or self.config.quote == "always" else None)
         # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL

@@ -188,7 +188,13 @@ def test_supported_answer_passes_and_gets_its_citation(store):
 
     reply = "The Markov property states that the future state depends only on the current state."
     chat = load_chat_model("fake", backend="fake", replies=[reply])
-    chain = rag_chain(store, chat, RAGConfig(k=3))
+    chain = rag_chain(store, chat, RAGConfig(k=3, quote="fallback"))
     answer = chain.invoke("What does the Markov property state?").partition("\n\nSources:")[0]
-    assert answer.startswith("The Markov property states") and re.search(r"state \[[123]\]\.$", answer)
-    assert chain.checks["grounding_fired"] is False
+    assert re.fullmatch(r"The Markov property states .* current state \[[123]\]\.", answer)
+    assert chain.checks["grounding_fired"] is False and chain.checks["quoted"] is False
+    quoted = rag_chain(store, chat, RAGConfig(k=3))  # the default also shows the best source sentence
+    answer = quoted.invoke("What does the Markov property state?").partition("\n\nSources:")[0]
+    first, _, evidence = answer.partition("]. ")
+    assert first.startswith("The Markov property states") and re.search(r"\[[123]\]\.$", evidence)
+    assert quoted.checks["quoted"] is True
+    assert any(evidence.split(" [")[0] in " ".join(d["text"].split()) for d in store.docs)  # a verbatim quote

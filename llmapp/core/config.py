@@ -167,6 +167,7 @@ class RAGConfig:
     chunk_overlap: int = 30  # tokens shared by neighbouring chunks so sentences are not cut blind
     attribute: bool = True  # cite an uncited answer sentence by the source that supports it: small models forget [n]
     attribute_min_score: float = 0.3  # support (overlap and cosine) a sentence needs for a source to be cited
+    recite: bool = False  # cite every sentence by attribution, replacing the model's own numbers (no gain on dev)
     ground: bool = True  # check each answer sentence against the sources; quote a source instead of a made-up claim
     min_support: float = 0.5  # share of a sentence's content words its best source must hold (chains.grounding)
     quote: str = "always"  # "always": end each answer with the source sentence that best answers the question;
