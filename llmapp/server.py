@@ -128,12 +128,13 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def list_models() -> ModelList:
-        return ModelList(data=[ModelCard(id=n, created=started, kind=m.kind) for n, m in catalog.items()])
+        return ModelList(data=[ModelCard(id=n, created=started, kind=m.kind, context_window=m.context_window)
+                                for n, m in catalog.items()])
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> ModelCard:
         served = lookup(catalog, model_id, ("chat", "embeddings", "rag"), "/v1/models")
-        return ModelCard(id=served.name, created=started, kind=served.kind)
+        return ModelCard(id=served.name, created=started, kind=served.kind, context_window=served.context_window)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:

@@ -52,6 +52,7 @@ class ServedModel:
     chat_model: str = DEFAULT_CHAT  # the chat model a "rag" store answers with
     store: Any = None  # the loaded chains.index.Store, for "rag"
     rag_config: Any = None  # RAGConfig for "rag"
+    context_window: int | None = None  # tokens the model reads (a store: its chat model's), shown in /v1/models
     # The embeddings tokenizer is a Rust object whose truncation setting encode() flips; concurrent
     # flips raise "Already borrowed", so embedding requests take turns (each takes milliseconds).
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,13 +81,13 @@ def load_catalog(config: ServeConfig) -> dict[str, ServedModel]:
         if entry.name in catalog:
             raise LLMAppError(f"model name {entry.name!r} is served twice; give each model or store once")
         if entry.kind == "chat":
-            load_causal_lm(entry.target)
+            entry.context_window = load_causal_lm(entry.target).context_window
         elif entry.kind == "embeddings":
-            load_sentence_transformer(entry.target)
+            entry.context_window = load_sentence_transformer(entry.target).max_seq_length
         else:
             entry.chat_model, entry.rag_config = rag_chat, config.rag
             entry.store = _load_store(entry.target)
-            load_causal_lm(rag_chat)
+            entry.context_window = load_causal_lm(rag_chat).context_window
         catalog[entry.name] = entry
         log.info("serving %s (%s)", entry.name, entry.kind)
     if not catalog:

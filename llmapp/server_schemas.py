@@ -278,6 +278,7 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "llmapp"
     kind: str  # llmapp's addition: chat, embeddings or rag, so a client can tell what each name is for
+    context_window: int | None = None  # llmapp's addition: tokens the model reads, for a client's context meter
 
 
 class ModelList(BaseModel):
