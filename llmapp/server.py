@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llmapp import web
 from llmapp.config import RAGConfig
 from llmapp.errors import LLMAppError, ModelNotFound, PromptTooLong
 from llmapp.models import DEFAULT_CHAT, DEFAULT_EMBEDDINGS
@@ -215,6 +216,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
+    web.mount(app)  # last, so the chat page is answered before the API key check (the page asks for the key)
     return app
 
 
