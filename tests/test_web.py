@@ -456,12 +456,14 @@ def test_lost_connection_keeps_the_partial_reply(browser):
     """The server goes away mid-reply: the page says so and keeps what had arrived."""
     app = create_app(ServeConfig(models=[CHAT], warmup=False))
     uvicorn_log = logging.getLogger("uvicorn.error")
-    with running(app) as url:
-        browser.open(url, settings={"maxTokens": 400})
-        browser.send("Write a long story about a lighthouse keeper.")
-        browser.wait("(document.querySelector('article.message.assistant .body') || {}).textContent?.length > 20")
-        uvicorn_log.disabled = True  # it logs the stream it cuts at shutdown as an error, with a traceback
-    uvicorn_log.disabled = False
+    try:
+        with running(app) as url:
+            browser.open(url, settings={"maxTokens": 400})
+            browser.send("Write a long story about a lighthouse keeper.")
+            browser.wait("(document.querySelector('article.message.assistant .body') || {}).textContent?.length > 20")
+            uvicorn_log.disabled = True  # it logs the stream it cuts at shutdown as an error, with a traceback
+    finally:
+        uvicorn_log.disabled = False
     # The with-block stopped the server (uvicorn cuts open streams after its graceful-shutdown wait).
     notice = browser.wait("document.getElementById('notice').textContent", timeout=15)
     assert "Lost the connection" in notice and "kept" in notice, notice

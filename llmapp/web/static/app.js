@@ -4,7 +4,7 @@
 
 import { listModels, streamChat } from "./api.js";
 import { ConversationStore, KeyHolder, loadSettings, saveSettings, titleOf } from "./conversations.js";
-import { renderMarkdown, renderSources, splitSources } from "./markdown.js";
+import { makeButton, renderMarkdown, renderSources, splitSources } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, className, text = "") => Object.assign(document.createElement(tag), { className, textContent: text });
@@ -165,10 +165,8 @@ function refreshActions() {
 }
 
 function actionButton(action, text, label) {
-  const button = el("button", "action", text);
-  button.type = "button";
+  const button = makeButton("action", text, label);
   button.dataset.action = action;
-  button.setAttribute("aria-label", label);
   return button;
 }
 
@@ -324,8 +322,7 @@ function renderConversationList() {
   ui.list.replaceChildren(...store.list().map((conversation) => {
     const item = document.createElement("li");
     const title = titleOf(conversation);
-    const open = el("button", "open", title);
-    open.type = "button";
+    const open = makeButton("open", title, `Open “${title}”`);
     if (conversation.id === store.currentId) open.setAttribute("aria-current", "true");
     open.dataset.id = conversation.id;
     const rename = actionButton("rename", "✎", `Rename “${title}”`);

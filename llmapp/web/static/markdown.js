@@ -80,7 +80,8 @@ function addCopyButton(pre) {
   wrap.append(head, pre);
 }
 
-function makeButton(className, text, label) {
+/** A plain button (type="button") with a class, visible text and an accessible name. */
+export function makeButton(className, text, label) {
   const button = document.createElement("button");
   button.type = "button";
   button.className = className;
