@@ -43,18 +43,18 @@ def test_grids_expand_presets_and_name_bad_settings(tmp_path):
 @pytest.fixture
 def fake_models(monkeypatch):
     """``load_chat_model`` replaced by the fake backend; counts the real generations."""
-    import llmapp
+    import llmapp.backends
     from llmapp.backends import load_chat_model
 
     calls = []
 
-    def fake(name, **settings):
+    def fake(name, backend=None, **settings):
         calls.append(settings)
         return load_chat_model(name, backend="fake", replies=["The future state depends only on the current "
                                                               "state. A generator and a discriminator compete."],
                                **settings)
 
-    monkeypatch.setattr(llmapp, "load_chat_model", fake)
+    monkeypatch.setattr(llmapp.backends, "load_chat_model", fake)
     return calls
 
 

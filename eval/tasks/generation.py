@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from eval.baselines import WordMarkov
 from eval.metrics import distinct_n, mean, repetition_rate, words
-from eval.tasks.base import DATA, System, Task, limited, read_jsonl
+from eval.tasks.base import DATA, System, Task, chat_model, limited, read_jsonl
 from llmapp.core.errors import LLMAppError
 
 
@@ -92,11 +92,9 @@ class GenerationTask(Task):
             text = self._markov.generate(example["prompt"], self.config.baseline_words,
                                           seed=f"{self.ctx.seed}:{example['id']}")
         else:
-            from llmapp import load_chat_model
-
             model, _, row = system.spec.rpartition("|")
-            chat = load_chat_model(model, max_tokens=self.config.max_tokens, temperature=self.config.temperature,
-                                   seed=self.ctx.seed, **decoding_settings(row))
+            chat = chat_model(model, max_tokens=self.config.max_tokens, temperature=self.config.temperature,
+                              seed=self.ctx.seed, **decoding_settings(row))
             text = chat.invoke(example["prompt"]).content.strip()
         return {"prompt": example["prompt"], "category": example.get("category"), "text": text,
                 "words": len(words(text)), "chars": len(text), "repetition_rate": repetition_rate(text, 3),

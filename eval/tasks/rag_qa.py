@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from eval.metrics import exact_match, keyword_accuracy, mean, token_f1
-from eval.tasks.base import DATA, System, Task, limited, read_jsonl, sentences
+from eval.tasks.base import DATA, System, Task, chat_model, limited, read_jsonl, sentences
 from llmapp.core.config import RAGConfig
 from llmapp.core.errors import LLMAppError
 
@@ -121,11 +121,10 @@ class RAGQATask(Task):
     def chat(self, model: str, decoding: dict[str, Any]) -> Any:
         """A cached-output chat model for ``model`` with ``decoding`` (the engine itself is shared)."""
         from eval.gen_cache import CachedChat
-        from llmapp import load_chat_model
 
         key = json.dumps([model, decoding], sort_keys=True)
-        if key not in self.chats:
-            self.chats[key] = CachedChat(load_chat_model(model, seed=self.ctx.seed, **decoding), self.generations, model)
+        if key not in self.chats:  # NAME@BACKEND runs NAME on another backend (eval.tasks.base.chat_model)
+            self.chats[key] = CachedChat(chat_model(model, seed=self.ctx.seed, **decoding), self.generations, model)
         return self.chats[key]
 
     def run(self, system: System, example: dict[str, Any]) -> dict[str, Any]:
