@@ -1,14 +1,18 @@
 """Retrieval-augmented answering: retrieve chunks from a store, answer with ``[n]`` citations and Sources.
 
 Retrieval is by vector (FAISS), BM25 (bm25s) or both fused by reciprocal rank, optionally re-ranked
-by maximal marginal relevance. Every candidate is scored by its cosine similarity to the question;
-when none reaches ``RAGConfig.min_score`` the chain says so instead of answering from nothing. The
-answer streams through ``prompt | chat model | StrOutputParser``, and any ``[n]`` that names a source
-that was not retrieved is stripped as it streams.
+by maximal marginal relevance. A relevance signal over what was retrieved (``chains.relevance``,
+threshold calibrated per embedding model) decides whether to answer at all; below it the chain says
+so instead of answering from nothing. The answer streams from the chat model one sentence at a time
+through the grounding gate (a sentence the sources do not support ends the answer, or becomes a
+quote of the best source sentence) and the citation filter (``[n]`` of sources that were not
+retrieved are stripped, uncited sentences are attributed); with ``quote="always"`` it ends with the
+cited source sentence that best answers the question (``chains.citations``). Every setting is a
+:class:`~llmapp.core.config.RAGConfig` field; the prompt is the ``rag_answer`` template.
 
     from llmapp import load_chat_model
     from chains.rag import rag_chain, retrieve
-    chain = rag_chain("store", load_chat_model(max_tokens=128))
+    chain = rag_chain("store", load_chat_model())
     for piece in chain.stream("What is a VAE?"):
         print(piece, end="", flush=True)
 

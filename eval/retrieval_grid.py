@@ -1,0 +1,67 @@
+"""The model-free half of the RAG ablation: chunking and retrieval settings scored without generating.
+
+For each row of a grid (``eval/rag_grid.py`` format) and each answerable question of a split of
+``eval/data/rag-qa.jsonl``, retrieve from the question's corpus store (built with the row's chunking)
+and score hit@k (a retrieved chunk comes from an expected file) and the keyword accuracy of the
+source sentence the chain would quote (``chains.citations.best_quote``). It takes minutes where the
+full grid takes hours, so chunking, k, retrieval mode and MMR can be compared on every question.
+
+    python -m eval.retrieval_grid --split dev --grid ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def score_rows(rows: dict[str, dict[str, Any]], split: str, embeddings: str = "minilm-l6") -> dict[str, dict[str, float]]:
+    """Row name -> {"hit@k", "quote_keyword_accuracy", "chunks"} over the answerable questions of ``split``."""
+    import dataclasses
+
+    from chains.citations import best_quote
+    from chains.rag import rank
+    from eval.metrics import keyword_accuracy, mean
+    from eval.rag_grid import resolve
+    from eval.rag_stores import StoreSet
+    from eval.tasks.base import DATA, EvalContext, read_jsonl
+
+    stores = StoreSet(EvalContext(embeddings=embeddings))
+    questions = [r for r in read_jsonl(DATA / "rag-qa.jsonl", {"question": str, "answerable": bool})
+                 if r["answerable"] and (split == "all" or r.get("split") == split)]
+    out = {}
+    for name, settings in rows.items():
+        rag = dataclasses.replace(resolve(settings)[0], abstain="none")
+        hits, quotes, chunks = [], [], {}
+        for q in questions:
+            store = stores.get(q["corpus"], rag)
+            chunks[q["corpus"]] = len(store)
+            sources = rank(store, q["question"], rag)
+            expected = {Path(s).name for s in q["sources"]}
+            hits.append(float(any(Path(s.source).name in expected for s in sources)))
+            found = best_quote(q["question"], sources)
+            quotes.append(keyword_accuracy(found[1] if found else "", q["keywords"]))
+        out[name] = {"hit@k": round(mean(hits) or 0, 3), "quote_keyword_accuracy": round(mean(quotes) or 0, 3),
+                     "chunks": sum(chunks.values())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", default="dev", choices=["dev", "test", "all"])
+    parser.add_argument("--grid", default="ablation", help="a grid name in eval/grids/ or a YAML file")
+    parser.add_argument("--embeddings", default="minilm-l6")
+    args = parser.parse_args(argv)
+    from eval.rag_grid import load_grid
+
+    rows = {n: s for n, s in load_grid(args.grid).items()
+            if not set(s) & {"template", "context", "repetition_penalty", "max_tokens", "stop_loops", "quote",
+                             "ground", "recite"} or n == "defaults"}  # settings that only matter to the model
+    print(f"{'row':24s} {'hit@k':>7s} {'quote kw':>9s} {'chunks':>7s}")
+    for name, row in score_rows(rows, args.split, args.embeddings).items():
+        print(f"{name:24s} {row['hit@k']:7.3f} {row['quote_keyword_accuracy']:9.3f} {row['chunks']:7d}")
+
+
+if __name__ == "__main__":
+    main()
