@@ -133,9 +133,10 @@ def test_defaults_are_the_tuned_ones_and_every_surface_reads_them():
     from prompts import load_prompt
 
     cfg = RAGConfig()
-    assert (cfg.context, cfg.chunker, cfg.abstain, cfg.min_score, cfg.ground) == ("plain", "markdown", "fusion", None, True)
-    system = load_prompt("rag_answer").format_messages(question="q", context="c")[0].content
-    assert "[" not in system and "context" in system.lower()  # plain context: the chain adds the citations
+    assert (cfg.context, cfg.chunker, cfg.abstain, cfg.min_score, cfg.ground, cfg.quote, cfg.max_tokens) == (
+        "numbered", "markdown", "fusion", None, True, "always", 96)
+    messages = load_prompt("rag_answer").format_messages(question="q", context="[1] c")
+    assert len(messages) == 2 and "square brackets" in messages[0].content  # zero-shot, citing
     with pytest.raises(Exception, match="context='tabular': use one of: plain, numbered"):
         RAGConfig(context="tabular")
 
