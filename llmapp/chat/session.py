@@ -276,10 +276,10 @@ class ChatSession:
             self.store = None
             return
         try:
-            from chains.store import Store
+            from chains.stores import open_store
         except ImportError as exc:
             raise LLMAppError(f"RAG needs the chains package ({exc}); reinstall llmapp") from None
-        self.store = Store.load(Path(store).expanduser())
+        self.store = open_store(store)  # a folder or a postgresql:// URL
 
     # -- talking -----------------------------------------------------------------------------
     def count(self, messages: list[dict[str, Any]]) -> int:
@@ -437,7 +437,7 @@ def _rag(s: ChatSession, arg: str) -> str:
         s.use_store(None)
         return "RAG off: plain chat"
     s.use_store(arg)
-    return f"RAG on: answering from {arg} ({len(s.store)} chunks) with [n] citations"
+    return f"RAG on: answering from {s.store.path} ({len(s.store)} chunks) with [n] citations"
 
 
 def _save(s: ChatSession, arg: str) -> str:

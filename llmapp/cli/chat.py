@@ -85,7 +85,7 @@ def chat(model: str | None, backend: str | None, system: str | None, store: str 
         run_plain(session, sys.stdin, sys.stdout, sys.stderr)
         return
     session.preload()  # the weights load while you type the first message
-    rag = f" · RAG: {store}" if store else ""
+    rag = f" · RAG: {session.store.path}" if store else ""  # a URL's password masked
     on = f" ({backend})" if backend else ""
     hello = f"llmapp chat · {session.model_name}{on}{rag} · /help for commands · Ctrl-D to leave"
     run_terminal(session, markdown=not plain, banner=f"{hello}\n{banner}" if banner else hello)
