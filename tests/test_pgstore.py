@@ -76,7 +76,7 @@ def test_build_records_the_manifest_and_searches(demo):
     store = open_store(url)
     assert len(store) == report.chunks and store_exists(url)
     m = store.manifest
-    assert (m["embedding_model"], m["dimension"], m["index_type"]) == ("minilm-l6", 384, "HNSW16")
+    assert (m["embedding_model"], m["dimension"], m["index_type"]) == ("minilm-l6", 384, "HNSW32")
     assert (m["chunk_tokens"], m["chunk_overlap"]) == (RAGConfig().chunk_tokens, RAGConfig().chunk_overlap)
     assert all(len(v["sha256"]) == 64 for v in m["files"].values())
     hits = store.search("What are the generator and the discriminator?", k=3)
@@ -343,3 +343,85 @@ def test_cli_db_index_and_ask(pg, tmp_path):
         assert runner.invoke(cli, ["db", "stop", "--data", str(data)]).output.startswith("stopped")
     assert runner.invoke(cli, ["db", "status", "--data", str(data)]).exit_code == 1
     shutil.rmtree(data, ignore_errors=True)
+
+
+QUOKKA = {f"quokka-{i}.txt": f"Quokka field note {i}: quokkas are small wallabies living on Rottnest Island; "
+                             f"quokkas eat grasses and leaves, and quokka mothers carry one joey. {'Quokkas smile. ' * i}"
+          for i in (1, 2, 3)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _new_sources(text: str) -> int:
+    """How many of the quokka files an answer's Sources block names."""
+    sources = text.split("Sources:", 1)[1] if "Sources:" in text else ""
+    return sum(name in sources for name in QUOKKA)
+
+
+@pytest.mark.slow
+def test_two_servers_answer_while_a_third_process_indexes(pg, tmp_path, embeddings):
+    """Two `llmapp serve` processes share one store; a third indexes new files: every answer sees all or none."""
+    import httpx
+
+    url = _url(pg, "shared")
+    build_index([DEMO_DATA], url, embeddings, "hnsw")
+    new = _docs(tmp_path / "new", QUOKKA)
+    ports = [_free_port(), _free_port()]
+    servers = [subprocess.Popen([sys.executable, "-m", "llmapp.cli", "serve", "--store", url, "--port", str(p),
+                                 "--threads", "1", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for p in ports]
+    ask = {"model": "rag:shared", "max_tokens": 4,
+           "messages": [{"role": "user", "content": "Where do quokkas live and what do quokkas eat?"}]}
+
+    def answer(port: int) -> str:
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=ask, timeout=120)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["choices"][0]["message"]["content"]
+
+    try:
+        for port, proc in zip(ports, servers, strict=True):
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        seen = {p: [_new_sources(answer(p))] for p in ports}
+        assert seen == {p: [0] for p in ports}  # before the update: none of the new files
+        indexer = subprocess.Popen([sys.executable, "-m", "llmapp.cli", "index", str(new), "--store", url],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stop = threading.Event()
+
+        def keep_asking(port: int) -> None:
+            while not stop.is_set():
+                seen[port].append(_new_sources(answer(port)))
+
+        askers = [threading.Thread(target=keep_asking, args=(p,)) for p in ports]
+        for t in askers:
+            t.start()
+        out, _ = indexer.communicate(timeout=600)
+        time.sleep(2)  # a few answers after the commit too
+        stop.set()
+        for t in askers:
+            t.join(180)
+        assert indexer.returncode == 0 and b"3 indexed" in out, out.decode()[-2000:]
+        for p in ports:
+            seen[p].append(_new_sources(answer(p)))
+        answers = [n for p in ports for n in seen[p]]
+        assert set(answers) <= {0, 3}, answers  # never a partial corpus: all three new files or none
+        for p in ports:  # per server, the switch happens once: old answers, then new ones
+            assert seen[p][-1] == 3 and seen[p] == sorted(seen[p]), seen[p]
+        print(f"{len(answers)} answers during and around the update: {answers.count(0)} before, {answers.count(3)} after")
+    finally:
+        for proc in servers:
+            proc.terminate()
+        for proc in servers:
+            proc.wait(30)

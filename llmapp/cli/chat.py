@@ -24,7 +24,7 @@ import click
                    "Default: chosen from the model.")
 @click.option("-s", "--system", default=None, help="System prompt.")
 @click.option("--store", type=click.Path(file_okay=False), default=None,
-              help="RAG store folder (from `llmapp index`): answers cite it as [n].")
+              help="RAG store folder or postgresql:// URL (from `llmapp index`): answers cite it as [n].")
 @click.option("-c", "--continue", "resume", is_flag=True,
               help="Resume the last autosaved conversation.")
 @click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",

