@@ -31,7 +31,8 @@ def db() -> None:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_HELP)
 def start(data: Path | None) -> None:
     """Start the server (initializing DATA on first use) and print its URL; a running one is reused."""
-    from llmapp.core.postgres import ROOT_USER, start as start_server
+    from llmapp.core.postgres import ROOT_USER
+    from llmapp.core.postgres import start as start_server
 
     server = start_server(data)
     if server.opened:
@@ -45,7 +46,8 @@ def start(data: Path | None) -> None:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_HELP)
 def stop(data: Path | None) -> None:
     """Stop the server."""
-    from llmapp.core.postgres import default_data, stop as stop_server
+    from llmapp.core.postgres import default_data
+    from llmapp.core.postgres import stop as stop_server
 
     stopped = stop_server(data)
     click.echo(f"{'stopped' if stopped else 'not running:'} {data or default_data()}")
