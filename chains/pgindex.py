@@ -179,8 +179,8 @@ def _plan_update(files: list[Path], paths: list, old: tuple | None, embeddings: 
         return None
     if todo:  # the model is loaded only when something needs embedding
         embeddings = embeddings or _store_embeddings(manifest) or _default_embeddings()
-    docs = _chunk_files(todo, embeddings, config, report)
-    vectors = embed_chunks(embeddings, [d["text"] for d in docs], progress)
+    docs = _chunk_files(todo, embeddings, config, report) if todo else []
+    vectors = embed_chunks(embeddings, [d["text"] for d in docs], progress) if docs else np.zeros((0, 0), "float32")
     kept_chunks = sum(int(v.get("chunks", 0)) for v in kept.values())
     if not docs and not kept_chunks:
         raise LLMAppError(f"nothing to index: all {len(files)} file(s) were skipped "

