@@ -229,6 +229,10 @@ def test_other_embeddings_or_chunking_are_refused(demo, tmp_path):
         build_index([DEMO_DATA], url, Other())
     with pytest.raises(LLMAppError, match="chunked at 200 tokens"):
         build_index([DEMO_DATA], url, config=RAGConfig(chunk_tokens=120))
+    import numpy as np
+
+    with pytest.raises(LLMAppError, match="holds 384-dimensional vectors of 'minilm-l6', the query has 8"):
+        open_store(url).search_vector(np.ones((1, 8), dtype="float32"), 3)
     with pytest.raises(LLMAppError, match="no llmapp store 'nothing'"):
         open_store(url.replace("store=demo", "store=nothing"))
     with pytest.raises(LLMAppError, match="--index hnsw"):
