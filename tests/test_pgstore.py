@@ -177,6 +177,9 @@ def test_store_names_labels_and_masked_passwords(pg):
     assert parse_location(url).conninfo == "postgresql://bob:s3cret@db.example:5432/docs?sslmode=require"
     with pytest.raises(LLMAppError, match="cannot name a table"):
         parse_location("postgresql://h/db?store=Robert');DROP")
+    from llmapp.server.catalog import _rag_name  # llmapp serve --model rag:URL: no password in /v1/models
+
+    assert _rag_name("rag:" + url) == "rag:notes" and _rag_name("rag:./store") == "rag:./store"
 
 
 def test_unreachable_server_and_wrong_credentials(pg, tmp_path):
