@@ -251,7 +251,7 @@ def _blocked_writer(pg: str):
     return lock
 
 
-def _wait_for_writer(pg: str, timeout: float = 120) -> int:
+def _wait_for_writer(pg: str, timeout: float = 300) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = _sql(pg, "SELECT pid FROM pg_stat_activity WHERE application_name = 'llmapp' AND wait_event_type = "
