@@ -57,11 +57,14 @@ def idf(store: Any) -> tuple[dict[str, float], float]:
     """
     cached = store.cache.get("idf")
     if cached is None:
+        from chains.stores import all_docs  # every chunk, from a FAISS or a Postgres store
+
         df: dict[str, int] = {}
-        for doc in store.docs:
+        docs = all_docs(store)
+        for doc in docs:
             for term in set(_terms(doc["text"])):
                 df[term] = df.get(term, 0) + 1
-        n = max(len(store.docs), 1)
+        n = max(len(docs), 1)
         cached = ({t: math.log(1 + n / c) for t, c in df.items()}, math.log(1 + n))
         store.cache["idf"] = cached
     return cached

@@ -61,11 +61,12 @@ class StoreSet:
     def get(self, corpus: str | None, config: RAGConfig) -> Any:
         """The store for ``corpus`` chunked as ``config`` says (``--store`` when given, for every corpus)."""
         from chains.store import Store
+        from chains.stores import open_store
 
-        if self.ctx.store:
+        if self.ctx.store:  # a folder or a Postgres URL
             key: tuple = ("given", self.ctx.store)
             if key not in self.stores:
-                self.stores[key] = Store.load(self.ctx.store, self.embeddings)
+                self.stores[key] = open_store(self.ctx.store)
             return self.stores[key]
         corpus = corpus or DEMO
         key = (corpus, config.chunker, config.chunk_tokens, config.chunk_overlap)

@@ -176,8 +176,10 @@ class RAGQATask(Task):
         if not sources:
             return {"answer": "", "sources": [], "abstained": True}
         if spec == "random-sentence":
+            from chains.stores import all_docs
+
             rng = random.Random(f"{self.ctx.seed}:{example['id']}")
-            doc = rng.choice(store.docs)
+            doc = rng.choice(all_docs(store))
             pool = sentences(doc["text"]) or [doc["text"]]
             src = {"n": 1, "source": doc["source"], "text": doc["text"]}
             return {"answer": rng.choice(pool) + " [1]", "sources": [src], "abstained": False}

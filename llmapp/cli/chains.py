@@ -126,9 +126,11 @@ def summarize(file, strategy, chunk_tokens, model, backend, settings):
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--store", "-s", required=True, type=click.Path(file_okay=False), help="Store folder to create or update.")
+@click.option("--store", "-s", required=True, type=click.Path(file_okay=False),
+              help="Store folder, or postgresql:// URL (password in $PGPASSWORD), to create or update.")
 @click.option("--index", "index_type", default=None,
-              help="FAISS factory string: Flat (exact, default), HNSW32, IVF256,Flat. Default: keep the store's.")
+              help="FAISS factory string: Flat (exact, default), HNSW32, IVF256,Flat; Postgres: hnsw (default) or "
+                   "flat. Default: keep the store's.")
 @click.option("--embeddings", "-e", default=DEFAULT_EMBEDDINGS, show_default=True, help="Embedding model (new stores).")
 @click.option("--chunk-tokens", type=int, default=None, help="Chunk size in embedding tokens (default 200).")
 @click.option("--chunker", type=click.Choice(["markdown", "recursive", "tokens"]), default=None,
@@ -144,17 +146,19 @@ def index(paths, store, index_type, embeddings, chunk_tokens, chunker, rebuild):
     Examples:
       llmapp index docs/ --store store
       llmapp index a.pdf notes/ --store store --index HNSW32
+      llmapp index docs/ --store "postgresql://app@db.example/docs?store=notes"
     """
     import dataclasses
 
     from chains.index import build_index
-    from chains.store import MANIFEST
+    from chains.stores import store_exists
     from llmapp import load_embeddings
     from llmapp.core.config import RAGConfig
 
-    chosen = {"chunk_tokens": chunk_tokens, "chunker": chunker}
-    config = dataclasses.replace(RAGConfig(), **{key: value for key, value in chosen.items() if value is not None})
-    existing = (Path(store) / MANIFEST).exists() and not rebuild
+    # None: the store's own chunking (a Postgres store checks it); a FAISS store takes the default
+    chosen = {key: value for key, value in {"chunk_tokens": chunk_tokens, "chunker": chunker}.items() if value is not None}
+    config = dataclasses.replace(RAGConfig(), **chosen) if chosen else None
+    existing = store_exists(store) and not rebuild
     emb = None if existing else load_embeddings(embeddings)  # an existing store keeps its own model
     report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True)
     click.echo(f"{report.store}: {report.chunks} chunks | files: {report.files_indexed} indexed, "
@@ -166,7 +170,7 @@ def index(paths, store, index_type, embeddings, chunk_tokens, chunker, rebuild):
 
 @click.command()
 @click.argument("question")
-@click.option("--store", "-s", required=True, type=click.Path(), help="A store built by `llmapp index`.")
+@click.option("--store", "-s", required=True, type=click.Path(), help="A store built by `llmapp index` (folder or URL).")
 @click.option("--retrieval", type=click.Choice(["vector", "bm25", "hybrid"]), default=None,
               help="Vector search, BM25, or both fused by reciprocal rank (default: RAGConfig's, hybrid).")
 @click.option("--mmr", is_flag=True, help="Maximal marginal relevance: fewer near-duplicate chunks.")
@@ -191,14 +195,14 @@ def ask(question, store, retrieval, mmr, k, min_score, as_json, model, backend, 
     import dataclasses
 
     from chains.rag import rag_chain
-    from chains.store import Store
+    from chains.stores import open_store
     from llmapp.core.config import RAGConfig
 
     chosen = {"retrieval": retrieval, "k": k, "min_score": min_score}
     # --max-tokens is the answer budget here: RAGConfig's unless given, and an explicit one wins.
     config = dataclasses.replace(RAGConfig(), mmr=mmr, max_tokens=None,
                                  **{key: value for key, value in chosen.items() if value is not None})
-    loaded = Store.load(store)
+    loaded = open_store(store)
     chain = rag_chain(loaded, _chat(model, backend, settings), config, return_sources=as_json)
     if as_json:
         json.dump(chain.invoke(question), sys.stdout, indent=1, ensure_ascii=False)
