@@ -131,7 +131,9 @@ def summarize(file, strategy, model, max_tokens, chunk_tokens, repetition_penalt
 @click.option("--embeddings", "-e", default=DEFAULT_EMBEDDINGS, show_default=True, help="Embedding model (new stores).")
 @click.option("--chunk-tokens", type=int, default=None, help="Chunk size in embedding tokens (default 200).")
 @click.option("--rebuild", is_flag=True, help="Ignore the existing store (even a corrupt one) and index everything.")
-def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
+@click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Skip files larger than this (with a warning); raise it for one big document.")
+def index(paths, store, index_type, embeddings, chunk_tokens, rebuild, max_file_mb):
     """Index files and folders into a FAISS store for retrieval.
 
     Reads .txt, .md, .html and .pdf, recursing folders. Re-running only re-embeds changed files and
@@ -150,9 +152,12 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
     from llmapp.core.config import RAGConfig
 
     config = RAGConfig() if chunk_tokens is None else dataclasses.replace(RAGConfig(), chunk_tokens=chunk_tokens)
-    existing = (Path(store) / MANIFEST).exists() and not rebuild
+    from llmapp.core.files import readable_dir
+
+    existing = (readable_dir(Path(store)) / MANIFEST).exists() and not rebuild
     emb = None if existing else load_embeddings(embeddings)  # an existing store keeps its own model
-    report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True)
+    report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True,
+                         max_file_bytes=int(max_file_mb * 1e6))
     click.echo(f"{report.store}: {report.chunks} chunks | files: {report.files_indexed} indexed, "
                f"{report.files_unchanged} unchanged, {report.files_removed} removed, {report.files_skipped} skipped "
                f"| {report.seconds:.1f} s")
