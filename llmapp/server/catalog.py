@@ -81,7 +81,7 @@ def load_catalog(config: ServeConfig) -> dict[str, ServedModel]:
         else:
             entries.append(ServedModel(name, _kind_of(name), name))
     for store in config.stores:
-        entries.append(ServedModel(f"rag:{Path(store).expanduser().resolve().name}", "rag", str(store)))
+        entries.append(ServedModel(f"rag:{Path(store).expanduser().absolute().name}", "rag", str(store)))
     chat_names = [e.name for e in entries if e.kind == "chat"]
     rag_chat = config.chat_model or (chat_names[0] if chat_names else DEFAULT_CHAT)
     catalog: dict[str, ServedModel] = {}
@@ -177,8 +177,9 @@ def _relay(stream: Iterator[str], parts: list[str]) -> Iterator[str]:
         stream.close()
 
 
-def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
-    """Embed ``texts``; yields one ``(vectors, token_count)`` pair. Over-long texts are refused, not cut."""
+def embeddings_producer(served: ServedModel, texts: list[str], max_total_tokens: int | None = None) -> Producer:
+    """Embed ``texts``; yields one ``(vectors, token_count)`` pair. Over-long texts are refused, not cut,
+    and so is a request of more than ``max_total_tokens`` tokens in all."""
 
     def produce() -> Iterator[Any]:
         from llmapp.models.embeddings import load_sentence_transformer
@@ -191,6 +192,10 @@ def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
                 if n > limit:
                     raise APIError(400, f"input[{i}] is {n} tokens but {served.name} reads at most {limit}; "
                                    "split the text into smaller chunks", param="input", code="context_length_exceeded")
+            if max_total_tokens and sum(lengths) > max_total_tokens:
+                raise APIError(400, f"the inputs are {sum(lengths)} tokens in all, over this server's limit of "
+                               f"{max_total_tokens} per request; send them in smaller batches", param="input",
+                               code="request_too_large")
             vectors = st.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
         yield vectors, sum(lengths)
