@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -30,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.core.errors import LLMAppError, PromptTooLong
-from llmapp.core.files import write_text
+from llmapp.core.files import crash_due, crash_point, kill_self, write_text
 from llmapp.core.paths import home
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the event schema changes; older files are refused with a clear message
+MAX_FILE_BYTES = 256_000_000  # a conversation larger than this is not one: refuse before reading it into memory
 ROLES = ("user", "assistant")
 
 
@@ -48,19 +50,25 @@ class ChatState:
     model: str | None = None  # the chat model it was last talking to
     settings: dict[str, Any] = field(default_factory=dict)  # GenerationConfig overrides in force
 
-    def apply(self, event: dict[str, Any]) -> None:
-        """Replay one event onto this state."""
+    def apply(self, event: dict[str, Any], strict: bool = True) -> None:
+        """Replay one event onto this state.
+
+        Args:
+            event: one event of the log.
+            strict: a bad ``settings`` value raises ``ValueError``; False drops the settings with a
+                warning instead, so an autosave can never lock its own history away (``--continue``).
+        """
         kind = event.get("type")
         if kind == "header":
-            self.system, self.model = event.get("system"), event.get("model")
-            self.settings = dict(event.get("settings") or {})
+            self.system, self.model = _text_or_none(event, "system"), _text_or_none(event, "model")
+            self.settings = _settings_of(event.get("settings"), strict)
         elif kind == "message":
             self.messages.append(check_message(event))
         elif kind == "system":
-            self.system = event.get("content")
+            self.system = _text_or_none(event, "content")
         elif kind == "settings":
-            self.settings = dict(event.get("values") or {})
-            self.model = event.get("model", self.model)
+            self.settings = _settings_of(event.get("values"), strict)
+            self.model = _text_or_none(event, "model") if "model" in event else self.model
         elif kind == "pop":
             if self.messages:
                 self.messages.pop()
@@ -68,6 +76,49 @@ class ChatState:
             self.messages.clear()
         else:
             raise ValueError(f"unknown event type {kind!r}")
+
+
+def check_settings(raw: Any) -> dict[str, Any]:
+    """Validate saved generation settings (GenerationConfig fields plus ``max_context``).
+
+    Raises:
+        ValueError: not an object, an unknown setting, or a value GenerationConfig refuses (named).
+    """
+    from llmapp.core.config import GenerationConfig
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"'settings' must be an object of setting: value, not {type(raw).__name__}")
+    settings = dict(raw)
+    if "stop" in settings and not isinstance(settings["stop"], list):
+        raise ValueError(f"settings: stop must be a list of strings, not {type(settings['stop']).__name__}")
+    max_context = settings.pop("max_context", None)
+    if max_context is not None and (isinstance(max_context, bool) or not isinstance(max_context, int)
+                                    or max_context < 16):
+        raise ValueError(f"settings: max_context={max_context!r} must be a whole number of at least 16")
+    try:
+        GenerationConfig().replace(**settings)
+    except ValueError as exc:  # ConfigError names the setting and its valid range
+        raise ValueError(f"settings: {exc}") from None
+    return dict(raw)
+
+
+def _settings_of(raw: Any, strict: bool) -> dict[str, Any]:
+    try:
+        return check_settings(raw)
+    except ValueError as exc:
+        if strict:
+            raise
+        log.warning("ignoring saved settings (%s); the defaults apply", exc)
+        return {}
+
+
+def _text_or_none(event: dict[str, Any], key: str) -> str | None:
+    value = event.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string or null, not {type(value).__name__}")
+    return value
 
 
 def check_message(raw: Any) -> dict[str, Any]:
@@ -119,8 +170,9 @@ class ConversationLog:
 
     @classmethod
     def open_existing(cls, path: Path) -> tuple[ConversationLog, ChatState]:
-        """Open a log to continue it. Returns the log and its replayed state."""
-        state, torn = read_log(path)
+        """Open a log to continue it. Returns the log and its replayed state (bad saved settings
+        are dropped with a warning: the history always comes back)."""
+        state, torn = read_log(path, strict=False)
         conv = cls(path)
         conv._repair = torn
         return conv, state
@@ -146,14 +198,22 @@ class ConversationLog:
         # machine dies mid-write, and that torn tail is what read_log detects.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            if crash_due("autosave:torn"):
+                os.write(fd, data[: len(data) // 2])  # fault injection: the machine dies mid-write
+                kill_self()
             os.write(fd, data)
             os.fsync(fd)
+            crash_point("autosave:written")
         finally:
             os.close(fd)
 
 
-def read_log(path: Path) -> tuple[ChatState, bool]:
+def read_log(path: Path, strict: bool = True) -> tuple[ChatState, bool]:
     """Replay a conversation log (or a ``/save``\\ d ``.jsonl`` file).
+
+    Args:
+        path: the ``.jsonl`` file.
+        strict: refuse bad saved settings (``/load``); False drops them with a warning (``--continue``).
 
     Returns:
         The state, and whether a torn last line was dropped.
@@ -163,6 +223,7 @@ def read_log(path: Path) -> tuple[ChatState, bool]:
     """
     path = Path(path)
     fix = "delete it or start a new chat without --continue"
+    _check_readable(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -188,8 +249,8 @@ def read_log(path: Path) -> tuple[ChatState, bool]:
                 if version != FORMAT_VERSION:
                     raise LLMAppError(f"conversation {path} has format version {version!r}; this llmapp reads "
                                       f"version {FORMAT_VERSION}; upgrade llmapp or {fix}")
-            state.apply(event)
-        except (ValueError, TypeError) as exc:
+            state.apply(event, strict)
+        except (ValueError, TypeError, RecursionError) as exc:
             raise LLMAppError(f"conversation {path} is corrupt at line {n} ({exc}); {fix}") from None
     if not lines:
         raise LLMAppError(f"conversation {path} is empty or has no complete header line; {fix}")
@@ -236,7 +297,12 @@ def save_state(state: ChatState, path: Path) -> Path:
     else:
         text = json.dumps({"version": FORMAT_VERSION, "model": state.model, "system": state.system,
                            "settings": state.settings, "messages": state.messages}, indent=2, ensure_ascii=False)
-    write_text(path, text)
+    if path.is_dir():
+        raise LLMAppError(f"cannot save to {path}: it is a folder; give a file name, e.g. /save {path / 'chat.json'}")
+    try:
+        write_text(path, text)
+    except OSError as exc:  # unwritable, read-only, full disk, a path through a file...: one line, chat goes on
+        raise LLMAppError(f"cannot save to {path}: {exc.strerror or exc}; pick another file") from None
     return path
 
 
@@ -247,17 +313,19 @@ def load_state(path: Path) -> ChatState:
         LLMAppError: missing, unreadable or invalid file (one line, naming the problem).
     """
     path = Path(path).expanduser()
+    _check_readable(path)
     if path.suffix == ".jsonl":
         state, torn = read_log(path)
         if torn:
             raise LLMAppError(f"{path} ends in a torn line; it was not written completely")
         return state
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise LLMAppError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise LLMAppError(f"{path} is not valid JSON ({exc}); load a file written by /save") from None
+    except (ValueError, RecursionError) as exc:
+        raise LLMAppError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:120]}); "
+                          "load a file written by /save") from None
     try:
         if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
             raise ValueError("expected an object with a 'messages' list")
@@ -267,10 +335,24 @@ def load_state(path: Path) -> ChatState:
         if system is not None and not isinstance(system, str):
             raise ValueError("'system' must be a string")
         messages = [check_message(m) for m in data["messages"]]
+        settings = check_settings(data.get("settings"))
+        model = _text_or_none(data, "model")
     except ValueError as exc:
-        raise LLMAppError(f"{path} is not a saved conversation: {exc}") from None
-    return ChatState(system=system, messages=messages, model=data.get("model"),
-                     settings=dict(data.get("settings") or {}))
+        raise LLMAppError(f"{path} is not a saved conversation: {exc}; fix that field or load another file") from None
+    return ChatState(system=system, messages=messages, model=model, settings=settings)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse what is not a regular file of sane size before reading it (a FIFO would block)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise LLMAppError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LLMAppError(f"cannot read {path}: not a regular file; give a file written by /save")
+    if st.st_size > MAX_FILE_BYTES:
+        raise LLMAppError(f"{path} is {st.st_size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit for "
+                          "a conversation; it is not a file written by /save")
 
 
 def fit_history(messages: list[dict[str, Any]], system: str | None, count: Callable[[list[dict]], int],

@@ -215,11 +215,16 @@ class ChatSession:
         return out
 
     def restore(self, state: ChatState, record: bool = True) -> None:
-        """Replace the history, system prompt and settings with ``state`` (from /load or --continue)."""
+        """Replace the history, system prompt and settings with ``state`` (from /load or --continue).
+
+        All or nothing: settings are validated first, so a bad file leaves the session as it was.
+
+        Raises:
+            LLMAppError: a setting that is unknown or out of range (one line naming it).
+        """
+        config, max_context = self._parse_settings(dict(state.settings or {}), GenerationConfig(), None)
         self.system, self.messages = state.system, [dict(m) for m in state.messages]
-        self.config, self.max_context = GenerationConfig(), None
-        if state.settings:
-            self.set(dict(state.settings), record=False)
+        self.config, self.max_context = config, max_context
         if record:
             self._record({"type": "reset"})
             self._record({"type": "system", "content": self.system})
@@ -232,9 +237,15 @@ class ChatSession:
         self._record({"type": "message", **message})
 
     def _record(self, event: dict[str, Any]) -> None:
-        if self.log is not None:
+        if self.log is None:
+            return
+        try:
             self.log.append(event, header={"model": self.model_name, "system": self.system,
                                            "settings": self.settings_dict()})
+        except OSError as exc:  # a full disk or a removed folder must not end the chat: say so once, go on
+            log.warning("autosave to %s failed (%s); the chat goes on unsaved: /save FILE keeps it",
+                        self.log.path, exc.strerror or exc)
+            self.log = None
 
     def record_start(self) -> None:
         """Log the system prompt and settings now in force (after changing them on --continue)."""
@@ -251,23 +262,31 @@ class ChatSession:
             LLMAppError: an unknown key or a bad value (one line; the settings stay as they were).
         """
         items = dict(p.split("=", 1) if "=" in p else (p, "") for p in pairs) if isinstance(pairs, list) else dict(pairs)
-        max_context = self.max_context
+        self.config, self.max_context = self._parse_settings(items, self.config, self.max_context)
+        if record:
+            self._record_settings()
+
+    @staticmethod
+    def _parse_settings(items: dict[str, Any], config: GenerationConfig,
+                        max_context: int | None) -> tuple[GenerationConfig, int | None]:
+        """``config`` and ``max_context`` with ``items`` applied and validated; nothing is changed on error."""
+        items = dict(items)
         if "max_context" in items:
             raw = items.pop("max_context")
+            if isinstance(raw, bool) or isinstance(raw, float) or (raw is not None and not isinstance(raw, (int, str))):
+                raise LLMAppError(f"bad value for max_context: {raw!r} is not a whole number")
             try:
-                max_context = None if str(raw).lower() in ("none", "0", "") else int(raw)
+                max_context = None if raw is None or str(raw).lower() in ("none", "0", "") else int(raw)
             except ValueError:
-                raise LLMAppError(f"bad value for max_context: {raw!r} is not an int") from None
-            if max_context is not None and max_context < 16:
-                raise LLMAppError("max_context must be at least 16 tokens (or none for the model's window)")
+                raise LLMAppError(f"bad value for max_context: {raw!r} is not a whole number") from None
+            if max_context is not None and not 16 <= max_context <= 10_000_000:
+                raise LLMAppError("max_context must be from 16 to 10,000,000 tokens (or none for the model's window)")
         try:
-            config = apply_overrides(self.config, items)
+            config = apply_overrides(config, items)
         except ValueError as exc:
             extra = ", max_context" if str(exc).startswith("unknown setting") else ""
             raise LLMAppError(f"{exc}{extra}") from None
-        self.config, self.max_context = config, max_context
-        if record:
-            self._record_settings()
+        return config, max_context
 
     # -- RAG ---------------------------------------------------------------------------------
     def use_store(self, store: str | Path | None) -> None:
@@ -426,8 +445,9 @@ def _set(s: ChatSession, arg: str) -> str:
             raise LLMAppError(f"expected key=value, got {bad[0]!r}; e.g. /set temperature=0.7 max_tokens=256")
         s.set(pairs)
     c = s.config
-    return (f"temperature={c.temperature} max_tokens={c.max_tokens} top_p={c.top_p} top_k={c.top_k} "
-            f"repetition_penalty={c.repetition_penalty} seed={c.seed} max_context={s.max_context or 'model'}")
+    values = " ".join(f"{f.name}={','.join(v) if isinstance(v := getattr(c, f.name), list) else v}"
+                      for f in dataclasses.fields(c))
+    return f"{values} max_context={s.max_context or 'model'}"
 
 
 def _rag(s: ChatSession, arg: str) -> str:

@@ -46,15 +46,25 @@ def crash_point(name: str) -> None:
     ``dir:swapped`` (see the module docstring), ``index:embedded``, ``autosave:torn`` (half a line
     written) and ``autosave:written``.
     """
+    if crash_due(name):
+        kill_self()
+
+
+def crash_due(name: str) -> bool:
+    """True if this is the time ``$LLMAPP_CRASH_AT`` names for point ``name`` (counts each call)."""
     want = os.environ.get(CRASH_ENV)
     if not want:
-        return
+        return False
     point, _, nth = want.partition("@")
     if point != name:
-        return
+        return False
     _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if _crash_counts[name] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no finally blocks, no atexit, no flush
+    return _crash_counts[name] == int(nth or 1)
+
+
+def kill_self() -> None:
+    """SIGKILL this process: no finally blocks, no atexit, no flush, as when the machine dies."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
