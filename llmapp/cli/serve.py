@@ -31,6 +31,11 @@ Try it:
 @click.option("--store", "stores", multiple=True, type=click.Path(file_okay=False),
               help="RAG store folder (repeatable), served as rag:<folder name>.")
 @click.option("--chat-model", default=None, help="Chat model that answers for RAG stores (default: the first served).")
+@click.option("--backend", type=click.Choice(["llamacpp", "hf", "openai"]), default=None,
+              help="What runs the chat models: llamacpp (GGUF, batches concurrent requests), hf (transformers), "
+                   "openai (relay to another server). Default: chosen per model.")
+@click.option("--threads", default="auto", show_default=True,
+              help="llama.cpp decoding threads; auto leaves one core free (fastest on a busy machine).")
 @click.option("--api-key", envvar="LLMAPP_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every endpoint but /health (env: LLMAPP_API_KEY).")
 @click.option("--workers", default=2, show_default=True, type=int, help="Generations run at once.")
@@ -53,7 +58,7 @@ Try it:
 @click.option("--max-embedding-tokens", default=32_768, show_default=True, type=click.IntRange(min=1),
               help="Tokens in all inputs of one /v1/embeddings request.")
 def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...], chat_model: str | None,
-          api_key: str | None, workers: int, queue_size: int, max_body_bytes: int,
+          backend: str | None, threads: str, api_key: str | None, workers: int, queue_size: int, max_body_bytes: int,
           cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...], insecure: bool, max_tokens: int,
           timeout: float, max_embedding_inputs: int, max_embedding_tokens: int) -> None:
     """Serve models and RAG stores over an OpenAI-compatible HTTP API.
@@ -69,6 +74,7 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
     Examples:
       llmapp serve                                   # bundled chat + embeddings on 127.0.0.1:8000
       llmapp serve --store ./store --api-key sk-local
+      llmapp serve --workers 4 --threads 2           # 4 streams batched on llama.cpp
       llmapp serve --host 0.0.0.0 --api-key sk-local --allowed-host myhost.lan
       curl http://127.0.0.1:8000/v1/models
     """
@@ -77,7 +83,8 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
     from llmapp.server import ServeConfig, create_app
 
     api_key = api_key or None  # an empty LLMAPP_API_KEY is no key
-    config = ServeConfig(host=host, port=port, stores=list(stores), chat_model=chat_model, api_key=api_key,
+    config = ServeConfig(host=host, port=port, stores=list(stores), chat_model=chat_model, backend=backend,
+                         threads=_threads(threads), api_key=api_key,
                          workers=workers, queue_size=queue_size, max_body_bytes=max_body_bytes,
                          cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), insecure=insecure,
                          max_tokens=max_tokens, timeout=timeout, max_embedding_inputs=max_embedding_inputs,
@@ -111,6 +118,14 @@ def _warn_exposure(config) -> None:
     if config.host in WILDCARD_HOSTS and not config.allowed_hosts:
         click.echo("note: clients on other machines must use a Host name allowed with --allowed-host NAME "
                    "(others get 421)", err=True)
+
+
+def _threads(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise click.BadParameter(f"{value!r} is not 'auto' or a number of threads from 1 to 256", param_hint="--threads")
+    return int(value)
 
 
 def _check_port(host: str, port: int) -> None:
