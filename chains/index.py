@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chains.documents import MAX_FILE_BYTES, PDF_BYTES_PER_TEXT_BYTE, check_size, find_files, read_document, split_text
+from chains.documents import (
+    MAX_FILE_BYTES,
+    PDF_BYTES_PER_TEXT_BYTE,
+    check_size,
+    find_files,
+    read_document,
+    split_text,
+)
 from chains.store import (
     FORMAT_VERSION,
     MANIFEST,

@@ -205,7 +205,7 @@ def _read_manifest(path: Path, folder: Path) -> dict[str, Any]:
             if name not in manifest["payload"]:
                 raise Invalid(f"payload entry {name!r} is missing")
             check_record(manifest["payload"][name], {"size": int, "sha256": str})
-        for name, meta in manifest["files"].items():
+        for meta in manifest["files"].values():
             check_record(meta, {"sha256": str})
     except FileNotFoundError:
         raise _Raced(f"store {path} is corrupt or partial ({MANIFEST} is missing); {rebuild_hint(path)}") from None

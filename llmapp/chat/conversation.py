@@ -297,12 +297,13 @@ def save_state(state: ChatState, path: Path) -> Path:
     else:
         text = json.dumps({"version": FORMAT_VERSION, "model": state.model, "system": state.system,
                            "settings": state.settings, "messages": state.messages}, indent=2, ensure_ascii=False)
-    if path.is_dir():
-        raise LLMAppError(f"cannot save to {path}: it is a folder; give a file name, e.g. /save {path / 'chat.json'}")
     try:
+        if path.is_dir():
+            raise LLMAppError(f"cannot save to {path}: it is a folder; give a file name, e.g. "
+                              f"/save {path / 'chat.json'}")
         write_text(path, text)
-    except OSError as exc:  # unwritable, read-only, full disk, a path through a file...: one line, chat goes on
-        raise LLMAppError(f"cannot save to {path}: {exc.strerror or exc}; pick another file") from None
+    except (OSError, ValueError) as exc:  # unwritable, read-only, full disk, a NUL in the name...: one line
+        raise LLMAppError(f"cannot save to {path}: {getattr(exc, 'strerror', None) or exc}; pick another file") from None
     return path
 
 
@@ -346,8 +347,8 @@ def _check_readable(path: Path) -> None:
     """Refuse what is not a regular file of sane size before reading it (a FIFO would block)."""
     try:
         st = path.stat()
-    except OSError as exc:
-        raise LLMAppError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise LLMAppError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise LLMAppError(f"cannot read {path}: not a regular file; give a file written by /save")
     if st.st_size > MAX_FILE_BYTES:

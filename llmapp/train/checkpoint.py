@@ -85,7 +85,6 @@ def tokenizer_of(config: dict):
 
 def load_model(folder: str | Path, device: str = "cpu"):
     """Rebuild the GPT of a checkpoint. Returns ``(model, tokenizer, config_dict)``."""
-    from safetensors.torch import load_model as load_weights
 
     path = find(folder)
     cfg = read_config(path)
