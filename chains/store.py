@@ -99,13 +99,14 @@ class Store:
         path = Path(store_dir).expanduser()
         for attempt in range(READ_ATTEMPTS):
             folder = readable_dir(path)
+            seen = _identity(folder)
             try:
                 manifest, payload = _read_all(path, folder)
                 break
             except _Raced:
-                if attempt == READ_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))  # a writer is mid-swap: read the store it leaves
+                time.sleep(0.05 * (attempt + 1))
+                if attempt == READ_ATTEMPTS - 1 or _identity(readable_dir(path)) == seen:
+                    raise  # the same folder as read: damaged, not a writer's swap in progress
         embeddings = _check_embeddings(manifest, embeddings, path)
         return cls(path, manifest, *payload, embeddings)
 
@@ -260,6 +261,18 @@ def _doc_row(path: Path, n: int, line: str) -> dict[str, Any]:
         raise LLMAppError(f"store {path} is corrupt ({DOCSTORE} line {n}: {_one_line(exc)}); "
                           f"{rebuild_hint(path)}") from None
     return row
+
+
+def _identity(folder: Path) -> tuple:
+    """What changes when a writer swaps a store in: the folder's inode, and its manifest's."""
+    out = []
+    for p in (folder, folder / MANIFEST):
+        try:
+            st = p.stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _one_line(exc: BaseException) -> str:
