@@ -624,6 +624,10 @@ def test_malformed_gguf_is_exit_2_and_leaves_no_lock(tmp_path, capsys, monkeypat
     assert not (cache.exists() and list(cache.iterdir()))  # no lock file, no temp folder per bad path
 
 
+def test_model_name_with_a_slash_fails_at_once(capsys):
+    assert_exit2(["generate", "hi", "-m", "no-such-org/no-such-model", "--backend", "hf"], capsys, "never downloads")
+
+
 def test_index_cli_skips_a_bad_pdf_and_says_so(tmp_path, capsys):
     docs = write_files(tmp_path / "docs", {**GOOD, "bad.pdf": os.urandom(2000)})
     code, out, err = run_cli(["index", str(docs), "--store", str(tmp_path / "store")], capsys)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.core.errors import LLMAppError
-from llmapp.core.files import readable_dir, replace_dir
+from llmapp.core.files import readable_dir, recover_dir, replace_dir
 from llmapp.core.validate import refuse
 from llmapp.train.checks import (
     DAMAGED_FIX,
@@ -37,6 +37,7 @@ from llmapp.train.checks import (
 )
 
 FORMAT = 1
+CHECKPOINT_NAMES = ("last", "best")  # the checkpoints a run folder holds
 WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
 # Linear weights that GPT-2's HF implementation stores as Conv1D, i.e. transposed.
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -47,6 +48,9 @@ def save(folder: str | Path, model: Any, state: dict, config: dict, history: dic
     import torch
     from safetensors.torch import save_model
 
+    folder = Path(folder)
+    for sibling in CHECKPOINT_NAMES:  # a save killed mid-way on the other checkpoint: clean it up too
+        recover_dir(folder.with_name(sibling))
     with replace_dir(folder) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
