@@ -77,10 +77,14 @@ def read_document(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
 
 
 def _html_text(text: str) -> str:
-    from bs4 import BeautifulSoup
+    import warnings
+
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
     try:
-        soup = BeautifulSoup(text, "html.parser")
+        with warnings.catch_warnings():  # XHTML and stray <?xml?> read fine as HTML; the warning is noise
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+            soup = BeautifulSoup(text, "html.parser")
         for tag in soup(["script", "style", "noscript"]):
             tag.decompose()
         return soup.get_text("\n")

@@ -121,6 +121,41 @@ def test_llmapp_index_killed_between_the_two_renames(tmp_path, embeddings):
     _check_after_kill(store, before, "before", embeddings, docs, tmp_path)  # ...and nothing was lost
 
 
+def test_readers_during_swaps_always_get_a_whole_store(tmp_path):
+    """A writer swapping stores back and forth while a reader loads: every load is one whole store."""
+    import threading
+
+    docs, store, embeddings = _fruit_folder(tmp_path), tmp_path / "store", _light_embeddings()
+    build_index([docs], store, embeddings)
+    versions = {len(Store.load(store))}
+    stop, errors, loads = threading.Event(), [], []
+
+    def writer() -> None:
+        for i in range(12):
+            (docs / "apples.txt").write_text(f"Apples, version {i}. " * (10 + 20 * (i % 2)))
+            report = build_index([docs], store, embeddings)
+            versions.add(report.chunks)
+        stop.set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                loaded = Store.load(store, embeddings)
+                loads.append(len(loaded))
+                assert len(loaded.docs) == loaded.index.ntotal == len(loaded.vectors)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert len(loads) > 5 and set(loads) <= versions
+    assert not leftovers(store)
+
+
 # ---- the trainer's checkpoint write ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -92,6 +92,9 @@ def check_run_config(cfg: Any, path: Path) -> dict:
             chars = check_record(tok, {"chars": list})["chars"]
             if not all(isinstance(c, str) for c in chars):
                 raise Invalid("'tokenizer.chars' must be a list of strings")
+            vocab = cfg["model"].get("vocab_size")
+            if isinstance(vocab, int) and len(chars) != vocab:  # every id the model emits must decode
+                raise Invalid(f"'tokenizer.chars' has {len(chars)} characters but the model's vocab_size is {vocab}")
         else:
             check_record(tok, {"name": str})
         kind = cfg["train"].get("model_type", "gpt")
