@@ -365,7 +365,7 @@ def _write_store(store: Path, manifest: dict[str, Any], index: Any, docs: list[d
     import faiss
     import numpy as np
 
-    with replace_dir(store) as tmp:
+    with replace_dir(store, markers=STORE_FILES) as tmp:  # --rebuild may replace a store missing its manifest
         faiss.write_index(index, str(tmp / INDEX_FILE))
         with (tmp / DOCSTORE).open("w", encoding="utf-8") as f:
             for doc in docs:

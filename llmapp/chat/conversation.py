@@ -26,10 +26,10 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmapp.chat.state import ChatState, check_message, check_settings, text_or_none
 from llmapp.core.errors import LLMAppError, PromptTooLong
 from llmapp.core.files import crash_due, crash_point, kill_self, write_text
 from llmapp.core.paths import home
@@ -38,108 +38,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the event schema changes; older files are refused with a clear message
 MAX_FILE_BYTES = 256_000_000  # a conversation larger than this is not one: refuse before reading it into memory
-ROLES = ("user", "assistant")
-
-
-@dataclass
-class ChatState:
-    """What a conversation holds at one moment: the replayed result of its event log."""
-
-    system: str | None = None  # the system prompt; None = the model's own default
-    messages: list[dict[str, Any]] = field(default_factory=list)  # {"role", "content", "partial"?, "sources"?}
-    model: str | None = None  # the chat model it was last talking to
-    settings: dict[str, Any] = field(default_factory=dict)  # GenerationConfig overrides in force
-
-    def apply(self, event: dict[str, Any], strict: bool = True) -> None:
-        """Replay one event onto this state.
-
-        Args:
-            event: one event of the log.
-            strict: a bad ``settings`` value raises ``ValueError``; False drops the settings with a
-                warning instead, so an autosave can never lock its own history away (``--continue``).
-        """
-        kind = event.get("type")
-        if kind == "header":
-            self.system, self.model = _text_or_none(event, "system"), _text_or_none(event, "model")
-            self.settings = _settings_of(event.get("settings"), strict)
-        elif kind == "message":
-            self.messages.append(check_message(event))
-        elif kind == "system":
-            self.system = _text_or_none(event, "content")
-        elif kind == "settings":
-            self.settings = _settings_of(event.get("values"), strict)
-            self.model = _text_or_none(event, "model") if "model" in event else self.model
-        elif kind == "pop":
-            if self.messages:
-                self.messages.pop()
-        elif kind == "reset":
-            self.messages.clear()
-        else:
-            raise ValueError(f"unknown event type {kind!r}")
-
-
-def check_settings(raw: Any) -> dict[str, Any]:
-    """Validate saved generation settings (GenerationConfig fields plus ``max_context``).
-
-    Raises:
-        ValueError: not an object, an unknown setting, or a value GenerationConfig refuses (named).
-    """
-    from llmapp.core.config import GenerationConfig
-
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"'settings' must be an object of setting: value, not {type(raw).__name__}")
-    settings = dict(raw)
-    if "stop" in settings and not isinstance(settings["stop"], list):
-        raise ValueError(f"settings: stop must be a list of strings, not {type(settings['stop']).__name__}")
-    max_context = settings.pop("max_context", None)
-    if max_context is not None and (isinstance(max_context, bool) or not isinstance(max_context, int)
-                                    or max_context < 16):
-        raise ValueError(f"settings: max_context={max_context!r} must be a whole number of at least 16")
-    try:
-        GenerationConfig().replace(**settings)
-    except ValueError as exc:  # ConfigError names the setting and its valid range
-        raise ValueError(f"settings: {exc}") from None
-    return dict(raw)
-
-
-def _settings_of(raw: Any, strict: bool) -> dict[str, Any]:
-    try:
-        return check_settings(raw)
-    except ValueError as exc:
-        if strict:
-            raise
-        log.warning("ignoring saved settings (%s); the defaults apply", exc)
-        return {}
-
-
-def _text_or_none(event: dict[str, Any], key: str) -> str | None:
-    value = event.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key!r} must be a string or null, not {type(value).__name__}")
-    return value
-
-
-def check_message(raw: Any) -> dict[str, Any]:
-    """Validate one message and return it as a clean dict.
-
-    Raises:
-        ValueError: a message without a valid role or with non-text content.
-    """
-    if not isinstance(raw, dict):
-        raise ValueError("a message must be a JSON object")
-    role, content = raw.get("role"), raw.get("content")
-    if role not in ROLES:
-        raise ValueError(f"message role must be one of {', '.join(ROLES)}, not {role!r}")
-    if not isinstance(content, str):
-        raise ValueError("message content must be a string")
-    msg: dict[str, Any] = {"role": role, "content": content}
-    if raw.get("partial"):
-        msg["partial"] = True
-    if isinstance(raw.get("sources"), list):
-        msg["sources"] = raw["sources"]
-    return msg
+__all__ = ["ChatState", "ConversationLog", "check_message", "check_settings", "fit_history", "latest_conversation",
+           "load_state", "read_log", "save_state"]
 
 
 def conversations_dir() -> Path:
@@ -337,7 +237,7 @@ def load_state(path: Path) -> ChatState:
             raise ValueError("'system' must be a string")
         messages = [check_message(m) for m in data["messages"]]
         settings = check_settings(data.get("settings"))
-        model = _text_or_none(data, "model")
+        model = text_or_none(data, "model")
     except ValueError as exc:
         raise LLMAppError(f"{path} is not a saved conversation: {exc}; fix that field or load another file") from None
     return ChatState(system=system, messages=messages, model=model, settings=settings)

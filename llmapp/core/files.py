@@ -91,22 +91,36 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+# Files whose presence marks a folder as an earlier llmapp output that may be replaced: a checkpoint or
+# Hugging Face model (config.json), a store (manifest.json, index.faiss), a cache, a fine-tune, an export.
+OUTPUT_MARKERS = ("config.json", "manifest.json", "index.faiss", "llmapp-cache.json", "llmapp-finetune.json",
+                  "llmapp-export.json", "model.safetensors", "adapter_config.json")
+
+
 @contextmanager
-def replace_dir(target: str | Path) -> Iterator[Path]:
+def replace_dir(target: str | Path, markers: tuple[str, ...] = OUTPUT_MARKERS) -> Iterator[Path]:
     """Build a folder under a temporary name, then swap it in for ``target`` (see the module docstring).
 
     Leftovers of a killed earlier write are recovered or removed first. On an exception the
-    temporary folder is removed and ``target`` is untouched.
+    temporary folder is removed and ``target`` is untouched. A ``target`` that is a file, or a
+    folder of other things (say ``--out ~``), is refused before anything is written: only an empty
+    folder or an earlier output (one holding a file named in ``markers``) is ever replaced.
 
     Args:
         target: the folder to create or replace (its parent is created).
+        markers: file names that mark ``target`` as an earlier output it may replace; ``()`` for a
+            folder llmapp owns outright (a cache), replaced whatever it holds.
 
     Yields:
         The temporary folder to fill.
+
+    Raises:
+        LLMAppError: ``target`` is a file, or a folder that is not an earlier output.
     """
-    target = Path(target)
+    target = _named(Path(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(target)
+    _check_replaceable(target, markers)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     try:
@@ -126,6 +140,32 @@ def replace_dir(target: str | Path) -> Iterator[Path]:
         if old.exists() and not target.exists():
             os.replace(old, target)  # failed between the two renames: put the old one back
         raise
+
+
+def _named(target: Path) -> Path:
+    """``target`` as an absolute path with a real last name (``.`` and ``..`` resolved)."""
+    target = target.expanduser().absolute()
+    return target.resolve() if target.name in ("", ".", "..") else target
+
+
+def _check_replaceable(target: Path, markers: tuple[str, ...]) -> None:
+    from llmapp.core.errors import LLMAppError
+
+    if target.is_symlink() and not target.is_dir():
+        raise LLMAppError(f"{target} is a broken symlink; remove it or pick another folder")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise LLMAppError(f"{target} is a file, not a folder; pick a folder name (nothing was written)")
+    if target == Path(target.anchor) or target == Path.home():
+        raise LLMAppError(f"{target} is not a folder llmapp may replace; pick a new folder for the output")
+    try:
+        empty = next(target.iterdir(), None) is None
+    except OSError as exc:
+        raise LLMAppError(f"cannot read {target}: {exc.strerror or exc}; pick another folder") from None
+    if markers and not empty and not any((target / m).exists() for m in markers):
+        raise LLMAppError(f"{target} holds other files and is not an earlier llmapp output; pick a new or empty "
+                          "folder (nothing there was touched)")
 
 
 def readable_dir(target: str | Path) -> Path:

@@ -128,7 +128,7 @@ def _cached(gguf: Path, suffix: str, build: Callable[[Path, Path], None], cache_
                 return target
             if target.exists():
                 log.warning("cache at %s is incomplete or corrupt; rebuilding it", target)
-            with replace_dir(target) as tmp:
+            with replace_dir(target, markers=()) as tmp:  # the cache folder is llmapp's own
                 build(gguf, tmp)
                 files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
                 manifest = {"format": CACHE_FORMAT, "source": str(gguf), "files": files}

@@ -137,6 +137,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     from llmapp.train.data import Dataset, get_batch, prepare
 
     out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise LLMAppError(f"--out {out} is a file; pick a folder for the run (nothing was written)")
     ds = _dataset(cfg, out, Dataset, prepare)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
