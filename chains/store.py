@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,7 +239,7 @@ def _read_payload(path: Path, folder: Path, manifest: dict[str, Any]) -> tuple[A
         index = faiss.deserialize_index(np.frombuffer(data[INDEX_FILE], dtype="uint8"))
         vectors = np.load(io.BytesIO(data[VECTORS]), allow_pickle=False)  # a .npy can carry pickles
         lines = data[DOCSTORE].decode("utf-8").splitlines()
-    except (RuntimeError, ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a hostile, re-signed file can make numpy raise SyntaxError, TokenError...
         raise corrupt(_one_line(exc)) from None
     docs = [_doc_row(path, n, line) for n, line in enumerate(lines, 1) if line]
     dim = manifest["dimension"]
@@ -327,35 +328,50 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# The FAISS factory strings a store may use. FAISS aborts the process on some others (HNSW0), or
+# allocates without bound (IVF1000000000): a string is checked here before FAISS sees it.
+_INDEX_TYPE = re.compile(r"^(Flat|HNSW(?P<m>\d{1,4})(,Flat|,SQ8)?|IVF(?P<n>\d{1,6}),(Flat|SQ8|PQ(?P<pq>\d{1,3})))$")
+_INDEX_HINT = "use Flat, HNSW32 (M from 4 to 256), or IVF<lists>,Flat|SQ8|PQ<m> with 1 to 65536 lists"
+
+
 def _check_index_type(index_type: str) -> None:
     import faiss
 
-    try:
-        faiss.index_factory(8, index_type, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        raise LLMAppError(f"unknown FAISS index type {index_type!r}; use Flat, HNSW32, or an IVF factory "
-                          "string such as IVF256,Flat") from None
+    match = _INDEX_TYPE.match(str(index_type))
+    ok = bool(match)
+    if match and match["m"]:
+        ok = 4 <= int(match["m"]) <= 256
+    if match and match["n"]:
+        ok = 1 <= int(match["n"]) <= 65_536 and (not match["pq"] or 1 <= int(match["pq"]) <= 384)
+    if ok:
+        try:
+            faiss.index_factory(8 if not match["pq"] else int(match["pq"]), index_type, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError:
+            ok = False
+    if not ok:
+        raise LLMAppError(f"unknown FAISS index type {index_type!r} (or one llmapp does not build); {_INDEX_HINT}")
 
 
 def make_index(vectors: Any, index_type: str) -> Any:
     """A FAISS inner-product index of ``index_type`` (a factory string) holding ``vectors``."""
     import faiss
 
+    _check_index_type(index_type)
     dim = vectors.shape[1]
     try:
         index = faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        raise LLMAppError(f"unknown FAISS index type {index_type!r}; use Flat, HNSW32, or an IVF factory "
-                          "string such as IVF256,Flat") from None
-    if not index.is_trained:
-        ivf = faiss.extract_index_ivf(index)
-        if len(vectors) < ivf.nlist:
-            raise LLMAppError(f"{index_type} needs at least {ivf.nlist} chunks to train, the store has {len(vectors)}; "
-                              "use --index Flat, or fewer IVF lists")
-        index.train(vectors)
-    if hasattr(index, "hnsw"):
-        index.hnsw.efConstruction = 80  # build a better graph: recall matters more than build time here
-    index.add(vectors)
+        if not index.is_trained:
+            ivf = faiss.extract_index_ivf(index)
+            if len(vectors) < ivf.nlist:
+                raise LLMAppError(f"{index_type} needs at least {ivf.nlist} chunks to train, the store has "
+                                  f"{len(vectors)}; use --index Flat, or fewer IVF lists")
+            index.train(vectors)
+        if hasattr(index, "hnsw"):
+            index.hnsw.efConstruction = 80  # build a better graph: recall matters more than build time here
+        index.add(vectors)
+    except (RuntimeError, MemoryError) as exc:  # e.g. PQ<m> with m not dividing the dimension
+        raise LLMAppError(f"FAISS cannot build {index_type!r} for {dim}-dimensional vectors "
+                          f"({_one_line(exc)}); {_INDEX_HINT}") from None
     _tune(index)
     return index
 

@@ -289,6 +289,10 @@ INDEX_ERRORS = {
     "all skipped": (lambda t: ([write_files(t / "e", {"a.txt": b"\x00" * 9})], {}), "nothing to index"),
     "unknown index type": (lambda t: ([write_files(t / "d", GOOD)], {"index_type": "Bogus99"}), "unknown FAISS index"),
     "ivf too small": (lambda t: ([write_files(t / "d", GOOD)], {"index_type": "IVF256,Flat"}), "needs at least 256"),
+    "hnsw0 aborts faiss": (lambda t: ([write_files(t / "d", GOOD)], {"index_type": "HNSW0"}), "unknown FAISS index"),
+    "a billion ivf lists": (lambda t: ([write_files(t / "d", GOOD)], {"index_type": "IVF1000000000,Flat"}), "65536"),
+    "idmap": (lambda t: ([write_files(t / "d", GOOD)], {"index_type": "IDMap,Flat"}), "unknown FAISS index"),
+    "pq not dividing": (lambda t: ([write_files(t / "d", GOOD)], {"index_type": "IVF1,PQ7"}), "cannot build"),
 }
 
 
