@@ -127,6 +127,7 @@ STORE_DAMAGE = {
     "docstore start a string": (_swap_row({"source": "/a", "start": "0", "end": 1, "text": "x"}), "'start'"),
     "docstore offsets reversed": (_swap_row({"source": "/a", "start": 9, "end": 1, "text": "x"}), "out of order"),
     "docstore source null": (_swap_row({"source": None, "start": 0, "end": 1, "text": "x"}), "'source'"),
+    "docstore lone surrogate": (_swap_row({"source": "/a", "start": 0, "end": 1, "text": "\ud800"}), "not valid Unicode"),
     "docstore extra row": (lambda s: rewrite(s, DOCSTORE, (s / DOCSTORE).read_bytes() + b'{"source": "/a", "start": 0, "end": 1, "text": "x"}\n'), "chunks"),
     "docstore not utf-8": (lambda s: rewrite(s, DOCSTORE, b"\xff\xfe\x00bad"), "corrupt"),
     "vectors pickled objects": (lambda s: rewrite(s, VECTORS, _npy(np.array([{"a": 1}], dtype=object))), "corrupt"),
@@ -387,6 +388,8 @@ LOAD_FILES = {
     "no messages": (lambda t: _saved(t, messages=None), "'messages' list"),
     "bad role": (lambda t: _saved(t, messages=[{"role": "wizard", "content": "x"}]), "role"),
     "content not text": (lambda t: _saved(t, messages=[{"role": "user", "content": {"a": 1}}]), "content"),
+    "content lone surrogate": (lambda t: _saved(t, messages=[{"role": "user", "content": "\udc80"}]), "not valid Unicode"),
+    "stop lone surrogate": (lambda t: _saved(t, settings={"stop": ["\ud800"]}), "not valid Unicode"),
     "system a number": (lambda t: _saved(t, system=7), "'system'"),
     "model a list": (lambda t: _saved(t, model=["a"]), "'model'"),
     "future version": (lambda t: _saved(t, version=99), "format version"),
@@ -426,6 +429,14 @@ def test_set_refuses_bad_values_and_keeps_the_settings(chat, pair):
     assert SET_VALUES[pair] in one_line(str(err.value))
     assert (chat.config, chat.max_context) == before
     assert "".join(chat.send("Go on.")) == "Noted."  # the next message works
+
+
+def test_bytes_that_are_not_utf8_never_break_the_autosave(chat):
+    """Piped stdin that is not UTF-8 arrives as surrogates; they become U+FFFD, and the log stays readable."""
+    assert "".join(chat.send("caf\udce9 au lait")) == "Noted."
+    chat.run_command("/system be \udcff brief")
+    state, torn = read_log(chat.log.path)
+    assert not torn and state.messages[-2]["content"] == "caf\ufffd au lait" and "\ufffd" in state.system
 
 
 def test_set_truncate_is_kept_and_shown(chat):
@@ -723,6 +734,8 @@ def test_request_limits_and_schemas(server, case):
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[]", b'{"model": "scripted", "messages": "hi"}', b"\xff\xfe",
+                                 b'{"model": "scripted", "messages": [{"role": "user", "content": "\\ud800 hi"}]}',
+                                 b'{"model": "minilm-l6", "input": ["\\udfff"]}',
                                  b'{"model": "scripted", "messages": [{"role": "user", "content": "Hi"}], "temperature": NaN}'])
 def test_malformed_bodies_are_400(server, raw):
     response = post(server, "/v1/chat/completions", None, raw=raw)

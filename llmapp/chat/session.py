@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.chat.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
+from llmapp.chat.state import clean_text
 from llmapp.core.config import GenerationConfig, RAGConfig, apply_overrides
 from llmapp.core.errors import LLMAppError
 from llmapp.models import DEFAULT_CHAT
@@ -242,9 +243,9 @@ class ChatSession:
         try:
             self.log.append(event, header={"model": self.model_name, "system": self.system,
                                            "settings": self.settings_dict()})
-        except OSError as exc:  # a full disk or a removed folder must not end the chat: say so once, go on
+        except (OSError, ValueError) as exc:  # a full disk, a removed folder...: say so once, the chat goes on
             log.warning("autosave to %s failed (%s); the chat goes on unsaved: /save FILE keeps it",
-                        self.log.path, exc.strerror or exc)
+                        self.log.path, getattr(exc, "strerror", None) or exc)
             self.log = None
 
     def record_start(self) -> None:
@@ -336,7 +337,7 @@ class ChatSession:
         """
         if not text.strip():
             raise LLMAppError("empty message: type something for the model to answer")
-        self.add_message({"role": "user", "content": text})
+        self.add_message({"role": "user", "content": clean_text(text)})
         return self._answer()
 
     def retry(self) -> Reply:
@@ -382,7 +383,7 @@ class ChatSession:
             LLMAppError: unknown command or bad argument (one line).
             ExitChat: ``/exit``.
         """
-        name, _, arg = line.strip().partition(" ")
+        name, _, arg = clean_text(line).strip().partition(" ")
         name = ALIASES.get(name.lower(), name.lower())
         command = COMMANDS.get(name)
         if command is None:

@@ -11,9 +11,12 @@ setting is validated here as it is read (settings by ``GenerationConfig`` itself
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from llmapp.core.validate import check_text
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ def check_settings(raw: Any) -> dict[str, Any]:
     settings = dict(raw)
     if "stop" in settings and not isinstance(settings["stop"], list):
         raise ValueError(f"settings: stop must be a list of strings, not {type(settings['stop']).__name__}")
+    for stop in settings.get("stop") or []:
+        if isinstance(stop, str):
+            check_text("settings: stop", stop)
     max_context = settings.pop("max_context", None)
     if max_context is not None and (isinstance(max_context, bool) or not isinstance(max_context, int)
                                     or max_context < 16):
@@ -93,11 +99,35 @@ def _settings_of(raw: Any, strict: bool) -> dict[str, Any]:
         return {}
 
 
+def clean_text(text: str) -> str:
+    """``text`` with anything that is not Unicode (bytes a non-UTF-8 terminal or pipe let through as
+    surrogates) replaced by U+FFFD, so the history can always be saved and tokenized."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes Python could not decode, as they were
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")  # surrogates from elsewhere
+    return raw.decode("utf-8", "replace")
+
+
+def _plain_json(value: Any) -> bool:
+    """True if ``value`` writes back as UTF-8 JSON (so a later autosave cannot fail on it)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        return True
+    except (ValueError, TypeError, RecursionError):
+        return False
+
+
 def text_or_none(event: dict[str, Any], key: str) -> str | None:
     value = event.get(key)
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{key!r} must be a string or null, not {type(value).__name__}")
-    return value
+    return value if value is None else check_text(key, value)
 
 
 def check_message(raw: Any) -> dict[str, Any]:
@@ -113,9 +143,10 @@ def check_message(raw: Any) -> dict[str, Any]:
         raise ValueError(f"message role must be one of {', '.join(ROLES)}, not {role!r}")
     if not isinstance(content, str):
         raise ValueError("message content must be a string")
+    check_text("content", content)
     msg: dict[str, Any] = {"role": role, "content": content}
     if raw.get("partial"):
         msg["partial"] = True
-    if isinstance(raw.get("sources"), list):
+    if isinstance(raw.get("sources"), list) and _plain_json(raw["sources"]):
         msg["sources"] = raw["sources"]
     return msg

@@ -54,6 +54,18 @@ def check_value(name: str, value: Any, kind: Any) -> Any:
             break
     if not ok:
         raise Invalid(f"{name!r} must be {_type_name(kind)}, not {_short(value)}")
+    if isinstance(value, str):
+        check_text(name, value)
+    return value
+
+
+def check_text(name: str, value: str) -> str:
+    """``value`` if it is valid Unicode; a lone surrogate (JSON ``"\\ud800"``) is not text and would fail
+    later, wherever the string is encoded (a tokenizer, an autosave), so it is refused where it enters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Invalid(f"{name!r} is not valid Unicode text (a lone surrogate at character {exc.start})") from None
     return value
 
 

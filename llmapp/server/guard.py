@@ -9,6 +9,8 @@ Order of checks, each answered with OpenAI's error body:
    sends ``Host: attacker.example``, which is refused (421), so the page never reads an answer.
 2. **API key** (all but /health and CORS preflights), compared in constant time (401).
 3. **Body size**: the declared and the actual (chunked) body are held to ``max_body_bytes`` (413).
+4. **Text**: a JSON string with a lone UTF-16 surrogate (``"\\ud800"``) is not text; it is refused
+   here (400) rather than failing inside a tokenizer.
 
 Pure ASGI rather than ``@app.middleware``: Starlette's BaseHTTPMiddleware would hide client
 disconnects from streaming responses, and those are what stop a generation.
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -115,6 +119,10 @@ class Guard:
             more = message.get("more_body", False)
             if size > self.max_body_bytes:
                 return await send_error(self._too_large(), scope, receive, send)
+        if _SURROGATE_ESCAPE.search(b"".join(body)) and _has_lone_surrogate(b"".join(body)):
+            return await send_error(APIError(400, "the request holds a lone UTF-16 surrogate escape (such as \\ud800), "
+                                             "which is not text; send valid Unicode", code="invalid_value"),
+                                    scope, receive, send)
         replayed = False
 
         async def replay() -> dict:
@@ -142,6 +150,32 @@ async def send_error(err: APIError, scope: dict, receive: Callable, send: Callab
         await send({"type": "websocket.close", "code": 1008})
         return
     await JSONResponse(err.body(), status_code=err.status, headers=err.headers)(scope, receive, send)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # fast path: most bodies have none
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    """True if the JSON ``body`` decodes to a string with an unpaired surrogate, which tokenizers
+    and UTF-8 encoders reject deep inside a job (a 500), so it is refused at the door (a 400)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the app answers that
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _port_ok(port: str) -> bool:
