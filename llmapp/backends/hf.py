@@ -135,11 +135,10 @@ class TokenGeneration:
 
 def generate_kwargs(config: GenerationConfig) -> dict[str, Any]:
     """``config`` as ``transformers.generate`` keywords: greedy at temperature 0, sampling above it."""
-    kwargs = config.engine_kwargs("hf")
-    sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "top_k") if k in kwargs}
+    kwargs = config.engine_kwargs("hf")  # greedy: the sampling-only settings are already left out
     kwargs["do_sample"] = config.temperature > 0
-    if config.temperature > 0:
-        kwargs.update(sampling, top_k=sampling.get("top_k") or None)
+    if not kwargs["do_sample"]:
+        kwargs.pop("temperature", None)
     if kwargs.get("repetition_penalty") == 1.0:
         del kwargs["repetition_penalty"]  # the neutral value: skip the logits processor
     return kwargs

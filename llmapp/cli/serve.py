@@ -63,7 +63,8 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
           timeout: float, max_embedding_inputs: int, max_embedding_tokens: int) -> None:
     """Serve models and RAG stores over an OpenAI-compatible HTTP API.
 
-    Endpoints: /v1/models, /v1/chat/completions (streaming), /v1/completions, /v1/embeddings, /health.
+    Endpoints: /v1/models, /v1/chat/completions (streaming), /v1/completions, /v1/embeddings, /health,
+    and a chat page for the browser at /.
     Models load before the server accepts traffic.
 
     Safe by default (docs/security.md): loopback only; Host headers other than loopback names (and
@@ -100,6 +101,7 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     chats = [n for n, m in app.state.catalog.items() if m.kind in ("chat", "rag")]
     click.echo(f"serving {', '.join(app.state.catalog)} at {url}/v1")
+    click.echo(f"chat in your browser: {url}/")
     if chats:
         click.echo(_EXAMPLE.format(url=url, chat=chats[0], key="YOUR_API_KEY" if api_key else "none",
                                    auth_h=' -H "Authorization: Bearer $LLMAPP_API_KEY"' if api_key else ""))
