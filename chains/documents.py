@@ -31,8 +31,11 @@ MAX_FILE_BYTES = 10_000_000  # one file's text cap: 10 MB is ~2.5M tokens, ~25 m
 PDF_BYTES_PER_TEXT_BYTE = 10  # a PDF is mostly fonts and images: its raw cap is this many times the text cap
 
 
-def check_size(path: Path, max_bytes: int = MAX_FILE_BYTES) -> int:
+def check_size(path: Path, max_bytes: int = MAX_FILE_BYTES, fix: str = "split it into smaller files") -> int:
     """The size of regular file ``path``, refusing anything else and files over ``max_bytes``.
+
+    Args:
+        fix: the advice for a file that is too large (``llmapp index`` names ``--max-file-mb``).
 
     Raises:
         LLMAppError: not a regular file (a FIFO or device would block or never end), or too large.
@@ -41,8 +44,8 @@ def check_size(path: Path, max_bytes: int = MAX_FILE_BYTES) -> int:
     if not stat.S_ISREG(st.st_mode):
         raise LLMAppError("not a regular file")
     if st.st_size > max_bytes:
-        raise LLMAppError(f"{st.st_size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit for one file; split it, "
-                          f"or raise the limit with --max-file-mb {math.ceil(st.st_size / 1e6)}")
+        raise LLMAppError(f"{st.st_size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit for one file; "
+                          f"{fix.format(mb=math.ceil(st.st_size / 1e6))}")
     return st.st_size
 
 

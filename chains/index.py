@@ -165,7 +165,8 @@ def _plan(files: list[Path], old_files: dict[str, Any], report: IndexReport,
     for path in files:
         key = str(path)
         try:
-            check_size(path, max_file_bytes * (PDF_BYTES_PER_TEXT_BYTE if path.suffix.lower() == ".pdf" else 1))
+            check_size(path, max_file_bytes * (PDF_BYTES_PER_TEXT_BYTE if path.suffix.lower() == ".pdf" else 1),
+                       fix="split it, or raise the limit with --max-file-mb {mb}")
             data = path.read_bytes()
         except OSError as exc:
             _skip(report, path, f"unreadable ({exc.strerror or exc})")

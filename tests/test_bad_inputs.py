@@ -254,6 +254,14 @@ def test_file_over_the_size_cap_is_skipped_with_the_fix(tmp_path, embeddings):
     assert report.files_indexed == 3 and "--max-file-mb" in one_line(report.skipped[0])
 
 
+def test_progress_is_plain_lines_when_piped(capsys, embeddings):
+    from chains.index import embed_chunks
+
+    embed_chunks(embeddings, ["a chunk of text"] * 3, progress=True)  # capsys: stderr is not a terminal
+    err = capsys.readouterr().err
+    assert "embedding: 3/3 chunks (100%)" in err and "\r" not in err
+
+
 SYMLINKS = {
     "file outside": lambda docs, outside: (docs / "secret.txt").symlink_to(outside / "secret.txt"),
     "folder outside": lambda docs, outside: (docs / "elsewhere").symlink_to(outside, target_is_directory=True),
@@ -754,6 +762,15 @@ def test_serve_refuses_exposure_without_a_key(capsys, case):
     argv, expected = EXPOSURE[case]
     code, out, err = run_cli(["serve", "--model", "minilm-l6", *argv], capsys)
     assert code == 2 and expected in err and "loading models" not in err
+
+
+def test_insecure_exposure_is_allowed_with_a_warning(capsys):
+    from llmapp.cli.serve import _warn_exposure
+    from llmapp.server import ServeConfig
+
+    _warn_exposure(ServeConfig(host="0.0.0.0", insecure=True, models=["scripted"]))
+    err = capsys.readouterr().err
+    assert "warning: --insecure" in err and "--allowed-host" in err
 
 
 def test_generation_deadline_stops_with_what_it_has(monkeypatch):
