@@ -29,7 +29,7 @@ from typing import Any
 
 from llmapp.core.errors import LLMAppError
 from llmapp.core.files import crash_point, readable_dir, replace_dir
-from llmapp.core.validate import Invalid, check_record
+from llmapp.core.validate import Invalid, check_path, check_record
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,8 @@ def _read_manifest(path: Path, folder: Path) -> dict[str, Any]:
             if name not in manifest["payload"]:
                 raise Invalid(f"payload entry {name!r} is missing")
             check_record(manifest["payload"][name], {"size": int, "sha256": str})
-        for meta in manifest["files"].values():
+        for name, meta in manifest["files"].items():
+            check_path("files", name)
             check_record(meta, {"sha256": str})
     except FileNotFoundError:
         raise _Raced(f"store {path} is corrupt or partial ({MANIFEST} is missing); {rebuild_hint(path)}") from None
@@ -256,6 +257,7 @@ def _doc_row(path: Path, n: int, line: str) -> dict[str, Any]:
     """One docstore row, checked for shape: a corrupt row is one line naming the store and the line."""
     try:
         row = check_record(json.loads(line), DOC_FIELDS)
+        check_path("source", row["source"])
         if not 0 <= row["start"] <= row["end"]:
             raise Invalid(f"offsets start={row['start']} end={row['end']} are out of order")
     except (ValueError, Invalid) as exc:

@@ -127,6 +127,8 @@ STORE_DAMAGE = {
     "docstore start a string": (_swap_row({"source": "/a", "start": "0", "end": 1, "text": "x"}), "'start'"),
     "docstore offsets reversed": (_swap_row({"source": "/a", "start": 9, "end": 1, "text": "x"}), "out of order"),
     "docstore source null": (_swap_row({"source": None, "start": 0, "end": 1, "text": "x"}), "'source'"),
+    "docstore source with NUL": (_swap_row({"source": "/a\x00b", "start": 0, "end": 1, "text": "x"}), "NUL"),
+    "files key with NUL": (lambda s: edit_manifest(s, lambda m: m["files"].update({"/a\x00b": {"sha256": "0"}})), "NUL"),
     "docstore lone surrogate": (_swap_row({"source": "/a", "start": 0, "end": 1, "text": "\ud800"}), "not valid Unicode"),
     "docstore extra row": (lambda s: rewrite(s, DOCSTORE, (s / DOCSTORE).read_bytes() + b'{"source": "/a", "start": 0, "end": 1, "text": "x"}\n'), "chunks"),
     "docstore not utf-8": (lambda s: rewrite(s, DOCSTORE, b"\xff\xfe\x00bad"), "corrupt"),
@@ -400,6 +402,7 @@ LOAD_FILES = {
     "stop lone surrogate": (lambda t: _saved(t, settings={"stop": ["\ud800"]}), "not valid Unicode"),
     "system a number": (lambda t: _saved(t, system=7), "'system'"),
     "model a list": (lambda t: _saved(t, model=["a"]), "'model'"),
+    "model with NUL": (lambda t: _saved(t, model="a\x00b"), "NUL"),
     "future version": (lambda t: _saved(t, version=99), "format version"),
     "not json": (lambda t: (t / "x.json").write_text("{oops") and t / "x.json", "not valid JSON"),
     "deeply nested": (lambda t: (t / "x.json").write_text("[" * 100_000) and t / "x.json", "not valid JSON"),
@@ -445,6 +448,13 @@ def test_bytes_that_are_not_utf8_never_break_the_autosave(chat):
     chat.run_command("/system be \udcff brief")
     state, torn = read_log(chat.log.path)
     assert not torn and state.messages[-2]["content"] == "caf\ufffd au lait" and "\ufffd" in state.system
+
+
+@pytest.mark.parametrize("line", ["/rag /tmp/a\x00b", "/model a\x00b", "/load a\x00b.json"])
+def test_commands_with_a_nul_are_one_line(chat, line):
+    with pytest.raises(LLMAppError) as err:
+        chat.run_command(line)
+    assert "NUL" in one_line(str(err.value))
 
 
 def test_set_truncate_is_kept_and_shown(chat):
@@ -590,6 +600,7 @@ CLI_ERRORS = {
     "train model_type": (["train", "--set", "model_type=rnn"], "model_type"),
     "train huge seed": (["train", "--set", "seed=" + "9" * 30], "seed="),
     "train huge n_embd": (["train", "--set", "n_embd=1000000000"], "n_embd"),
+    "train data with NUL": (["train", "--set", "tokenizer=a\x00b"], "NUL"),
 }
 
 

@@ -388,7 +388,14 @@ class ChatSession:
         command = COMMANDS.get(name)
         if command is None:
             raise LLMAppError(f"unknown command {name}; try /help (commands: {', '.join(COMMANDS)})")
-        return command.handler(self, arg.strip())
+        if "\x00" in arg:
+            raise LLMAppError(f"{name}: the argument holds a NUL character; type it again")
+        try:
+            return command.handler(self, arg.strip())
+        except LLMAppError:
+            raise
+        except (OSError, ValueError) as exc:  # the disk or a path said no: one line, the chat goes on
+            raise LLMAppError(f"{name} failed: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _to_lc(messages: list[dict[str, Any]]) -> list[Any]:

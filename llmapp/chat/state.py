@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmapp.core.validate import check_text
+from llmapp.core.validate import check_path, check_text
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ def text_or_none(event: dict[str, Any], key: str) -> str | None:
     value = event.get(key)
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{key!r} must be a string or null, not {type(value).__name__}")
+    if value is not None and key == "model":
+        check_path(key, value)  # it is loaded by name: a NUL would fail deep in a filesystem call
     return value if value is None else check_text(key, value)
 
 

@@ -89,6 +89,14 @@ def check_record(record: Any, fields: dict[str, Any], optional: dict[str, Any] |
     return record
 
 
+def check_path(name: str, value: Any) -> str:
+    """``value`` if it can name a file: a string without NUL (which every filesystem call refuses)."""
+    check_value(name, value, str)
+    if "\x00" in value:
+        raise Invalid(f"{name!r} holds a NUL character, which no file name can")
+    return value
+
+
 def dataclass_from(cls: Any, raw: Any, where: str, fix: str) -> Any:
     """Build dataclass ``cls`` from a JSON object read from a file, refusing unknown keys and bad types.
 

@@ -60,8 +60,8 @@ def check_train_config(cfg: Any) -> None:
             raise ConfigError(f"{name}={value!r}: must be one of {', '.join(CHOICES[name])}")
         elif name in ("bias", "compile") and not isinstance(value, bool):
             raise ConfigError(f"{name}={value!r}: must be true or false")
-        elif name in ("data", "out_dir", "tokenizer") and not isinstance(value, str):
-            raise ConfigError(f"{name}={value!r}: must be a string")
+        elif name in ("data", "out_dir", "tokenizer") and (not isinstance(value, str) or "\x00" in value):
+            raise ConfigError(f"{name}={value!r}: must be a file name or path (a string without NUL)")
     n_embd, n_head = getattr(cfg, "n_embd", None), getattr(cfg, "n_head", None)
     if isinstance(n_embd, int) and isinstance(n_head, int) and n_head and n_embd % n_head:
         fits = [h for h in range(1, min(n_embd, 64) + 1) if n_embd % h == 0][-4:]
