@@ -44,7 +44,7 @@ def check_size(path: Path, max_bytes: int = MAX_FILE_BYTES, fix: str = "split it
     if not stat.S_ISREG(st.st_mode):
         raise LLMAppError("not a regular file")
     if st.st_size > max_bytes:
-        raise LLMAppError(f"{st.st_size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit for one file; "
+        raise LLMAppError(f"{st.st_size / 1e6:.3g} MB is over the {max_bytes / 1e6:.3g} MB limit for one file; "
                           f"{fix.format(mb=math.ceil(st.st_size / 1e6))}")
     return st.st_size
 

@@ -642,6 +642,14 @@ def test_generate_bad_settings_are_exit_2(capsys, case):
     assert_exit2(["generate", "hello", "--backend", "fake", "-m", "scripted", *extra], capsys, expected)
 
 
+@pytest.mark.parametrize("argv, expected", [(["--chunk-tokens", "0"], "chunk_tokens=0"),
+                                            (["--chunk-tokens", "99999999"], "chunk_tokens=99999999"),
+                                            (["--index", "HNSW0"], "unknown FAISS index")])
+def test_index_cli_bad_options_are_exit_2(built, tmp_path, capsys, argv, expected):
+    assert_exit2(["index", str(built[0]), "--store", str(tmp_path / "s"), *argv], capsys, expected)
+    assert not (tmp_path / "s").exists()
+
+
 def test_ask_bad_k_and_missing_store_are_exit_2(built, capsys, tmp_path):
     assert_exit2(["ask", "fruit?", "--store", str(built[1]), "-k", "-1", "--backend", "fake"], capsys, "k=-1")
     assert_exit2(["ask", "fruit?", "--store", str(tmp_path / "none"), "--backend", "fake"], capsys, "no store at")
