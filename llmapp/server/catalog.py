@@ -265,6 +265,8 @@ def _load_store(folder: str) -> Any:
         from chains.store import Store
     except ImportError as exc:
         raise LLMAppError(f"RAG stores need the chains package, which is not importable here ({exc})") from None
-    if not Path(folder).expanduser().is_dir():
+    from llmapp.core.files import readable_dir
+
+    if not readable_dir(Path(folder).expanduser()).is_dir():  # readable_dir: a store mid-swap is still served
         raise LLMAppError(f"store {folder!r} is not a folder; build one with: llmapp index FILES --store {folder}")
     return Store.load(Path(folder).expanduser())
