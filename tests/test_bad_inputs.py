@@ -327,6 +327,15 @@ def test_store_left_mid_swap_is_read_and_recovered(built, tmp_path, embeddings):
     assert (store / MANIFEST).exists() and not leftovers(store)
 
 
+def test_leftovers_of_an_older_llmapp_are_recovered_and_cleaned(built, tmp_path, embeddings):
+    """Older versions stranded the store in .NAME.old-PID and left .NAME.tmp-XXXXXXXX: both are handled."""
+    store = tmp_path / "store"
+    shutil.copytree(built[1], tmp_path / ".store.old-4000000")  # beyond pid_max: never a live process
+    (tmp_path / ".store.tmp-k2j4_x9a").mkdir()
+    report = build_index([built[0]], store, embeddings)
+    assert report.files_unchanged == 3 and not leftovers(store)  # the stranded store came back, unembedded
+
+
 def test_update_with_embeddings_of_another_width_is_refused(built, store_copy, tmp_path):
     class Narrow:
         model = "minilm-l6"

@@ -230,7 +230,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _leftovers(target: Path, kind: str) -> list[Path]:
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.{kind}-(\d+)(-.*)?$")
+    name = re.escape(target.name)
+    # .NAME.tmp-PID-XXXX / .NAME.old-PID, and what older llmapp versions left: .NAME.tmp-XXXXXXXX
+    # (mkdtemp's 8 random characters, no pid) and NAME.old
+    legacy = rf"\.{name}\.tmp-[a-z0-9_]{{8}}" if kind == "tmp" else rf"{name}\.old"
+    pattern = re.compile(rf"^(\.{name}\.{kind}-(\d+)(-.*)?|{legacy})$")
     try:
         return [p for p in target.parent.iterdir() if pattern.match(p.name)]
     except OSError:
@@ -245,7 +249,8 @@ def _sweep_files(path: Path) -> None:
 
 
 def _pid_of(path: Path) -> int:
-    match = re.search(r"\.(?:tmp|old)-(\d+)", path.name)
+    """The writer's process id in a leftover's name; 0 (no live writer) for an older llmapp's leftovers."""
+    match = re.search(r"\.(?:tmp|old)-(\d+)(?:-|$)", path.name)
     return int(match.group(1)) if match else 0
 
 

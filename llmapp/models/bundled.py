@@ -124,6 +124,7 @@ def _cached(gguf: Path, suffix: str, build: Callable[[Path, Path], None], cache_
     try:
         with FileLock(str(lock)):
             recover_dir(target)  # a build killed mid-swap: its previous cache back, its temp folder gone
+            _sweep_legacy_temps(target.parent)
             if _cache_ok(target):
                 return target
             if target.exists():
@@ -138,6 +139,20 @@ def _cached(gguf: Path, suffix: str, build: Callable[[Path, Path], None], cache_
             lock.unlink(missing_ok=True)  # no cache came of it: leave no lock file per bad path either
         raise
     return target
+
+
+def _sweep_legacy_temps(cache_root: Path, max_age_s: float = 3600.0) -> None:
+    """Delete ``.tmp-XXXXXXXX`` folders an older llmapp left in the cache when killed mid-build (they
+    carry no process id, so only those untouched for an hour are taken for dead)."""
+    import shutil
+    import time
+
+    for p in cache_root.glob(".tmp-*"):
+        try:
+            if p.is_dir() and time.time() - p.stat().st_mtime > max_age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def check_gguf_header(gguf: Path) -> None:
