@@ -103,12 +103,9 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
     files = find_files(paths, skipped=report.skipped)
     report.files_skipped = len(report.skipped)
     _check_target(store, rebuild)
-    store.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(store) + ".lock"):
         recover_dir(store)  # a writer killed mid-swap: put its previous store back, delete its leftovers
-        old = None
-        if not rebuild and (store / MANIFEST).exists():
-            old = Store.load(store, embeddings)  # refuses other embeddings and corrupt stores
+        old = Store.load(store, embeddings) if not rebuild and (store / MANIFEST).exists() else None  # checked
         old_files = old.manifest["files"] if old else {}
         roots = [Path(p).expanduser().resolve() for p in paths]
         kept, todo = _plan(files, old_files, report, max_file_bytes)
@@ -132,10 +129,7 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
             vectors.append(np.asarray(old.vectors[rows], dtype="float32"))
         new_docs = _chunk_files(todo, embeddings, config, report, max_file_bytes)
         new_vectors = embed_chunks(embeddings, [d["text"] for d in new_docs], progress)
-        if old and len(new_vectors) and new_vectors.shape[1] != old.manifest["dimension"]:
-            raise LLMAppError(f"store {store} holds {old.manifest['dimension']}-dimensional vectors but "
-                              f"{embedding_name(embeddings)} makes {new_vectors.shape[1]}-dimensional ones; "
-                              f"use {old.manifest['embedding_model']!r}, or {rebuild_hint(store)}")
+        _check_dimension(store, old, embeddings, new_vectors)
         crash_point("index:embedded")
         docs += new_docs
         vectors.append(new_vectors)
@@ -147,15 +141,26 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
         index_type = index_type or (old.manifest["index_type"] if old else "Flat")
         files_meta = {**kept, **{f: meta for f, meta in todo.items() if meta.get("chunks")}}
         model_name = old.manifest["embedding_model"] if old else embedding_name(embeddings)
-        manifest = {"format_version": FORMAT_VERSION, "embedding_model": model_name,
-                    "dimension": dim, "index_type": index_type, "chunk_tokens": config.chunk_tokens,
-                    "chunk_overlap": config.chunk_overlap, "root": _common_root(files_meta),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files_meta}
+        manifest = _manifest(model_name, dim, index_type, config, files_meta)
         _write_store(store, manifest, make_index(matrix, index_type), docs, matrix)
     report.chunks = len(docs)
     report.seconds = round(time.perf_counter() - t0, 3)
     log.info("indexed %s", report)
     return report
+
+
+def _check_dimension(store: Path, old: Store | None, embeddings: Any, new_vectors: Any) -> None:
+    """Refuse new vectors whose width differs from the store's (a one-line error, not a FAISS assertion)."""
+    if old and len(new_vectors) and new_vectors.shape[1] != old.manifest["dimension"]:
+        raise LLMAppError(f"store {store} holds {old.manifest['dimension']}-dimensional vectors but "
+                          f"{embedding_name(embeddings)} makes {new_vectors.shape[1]}-dimensional ones; "
+                          f"use {old.manifest['embedding_model']!r}, or {rebuild_hint(store)}")
+
+
+def _manifest(model_name: str, dim: int, index_type: str, config: RAGConfig, files: dict[str, Any]) -> dict[str, Any]:
+    return {"format_version": FORMAT_VERSION, "embedding_model": model_name, "dimension": dim,
+            "index_type": index_type, "chunk_tokens": config.chunk_tokens, "chunk_overlap": config.chunk_overlap,
+            "root": _common_root(files), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files}
 
 
 def _plan(files: list[Path], old_files: dict[str, Any], report: IndexReport,
@@ -215,7 +220,9 @@ def _store_path(store_dir: str | Path) -> Path:
 
 
 def _check_target(store: Path, rebuild: bool) -> None:
-    """Refuse a --store that is a file, or a folder of other files (never deleted, even with --rebuild)."""
+    """Refuse a --store that is a file, or a folder of other files (never deleted, even with --rebuild);
+    otherwise make sure its parent exists."""
+    store.parent.mkdir(parents=True, exist_ok=True)
     if not store.exists():
         return
     if not store.is_dir():

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.chat.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
-from llmapp.chat.state import clean_text
-from llmapp.core.config import GenerationConfig, RAGConfig, apply_overrides
+from llmapp.chat.state import clean_text, parse_settings
+from llmapp.core.config import GenerationConfig, RAGConfig
 from llmapp.core.errors import LLMAppError
 from llmapp.models import DEFAULT_CHAT
 
@@ -223,7 +223,7 @@ class ChatSession:
         Raises:
             LLMAppError: a setting that is unknown or out of range (one line naming it).
         """
-        config, max_context = self._parse_settings(dict(state.settings or {}), GenerationConfig(), None)
+        config, max_context = parse_settings(dict(state.settings or {}), GenerationConfig(), None)
         self.system, self.messages = state.system, [dict(m) for m in state.messages]
         self.config, self.max_context = config, max_context
         if record:
@@ -263,31 +263,9 @@ class ChatSession:
             LLMAppError: an unknown key or a bad value (one line; the settings stay as they were).
         """
         items = dict(p.split("=", 1) if "=" in p else (p, "") for p in pairs) if isinstance(pairs, list) else dict(pairs)
-        self.config, self.max_context = self._parse_settings(items, self.config, self.max_context)
+        self.config, self.max_context = parse_settings(items, self.config, self.max_context)
         if record:
             self._record_settings()
-
-    @staticmethod
-    def _parse_settings(items: dict[str, Any], config: GenerationConfig,
-                        max_context: int | None) -> tuple[GenerationConfig, int | None]:
-        """``config`` and ``max_context`` with ``items`` applied and validated; nothing is changed on error."""
-        items = dict(items)
-        if "max_context" in items:
-            raw = items.pop("max_context")
-            if isinstance(raw, bool) or isinstance(raw, float) or (raw is not None and not isinstance(raw, (int, str))):
-                raise LLMAppError(f"bad value for max_context: {raw!r} is not a whole number")
-            try:
-                max_context = None if raw is None or str(raw).lower() in ("none", "0", "") else int(raw)
-            except ValueError:
-                raise LLMAppError(f"bad value for max_context: {raw!r} is not a whole number") from None
-            if max_context is not None and not 16 <= max_context <= 10_000_000:
-                raise LLMAppError("max_context must be from 16 to 10,000,000 tokens (or none for the model's window)")
-        try:
-            config = apply_overrides(config, items)
-        except ValueError as exc:
-            extra = ", max_context" if str(exc).startswith("unknown setting") else ""
-            raise LLMAppError(f"{exc}{extra}") from None
-        return config, max_context
 
     # -- RAG ---------------------------------------------------------------------------------
     def use_store(self, store: str | Path | None) -> None:

@@ -16,6 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmapp.core.config import apply_overrides
+from llmapp.core.errors import LLMAppError
 from llmapp.core.validate import check_path, check_text
 
 log = logging.getLogger(__name__)
@@ -152,3 +154,31 @@ def check_message(raw: Any) -> dict[str, Any]:
     if isinstance(raw.get("sources"), list) and _plain_json(raw["sources"]):
         msg["sources"] = raw["sources"]
     return msg
+
+
+def parse_settings(items: dict[str, Any], config: Any, max_context: int | None) -> tuple[Any, int | None]:
+    """``config`` and ``max_context`` with ``items`` (``/set`` pairs or saved settings) applied and validated.
+
+    Returns:
+        The new ``(config, max_context)``; the inputs are never changed, so an error changes nothing.
+
+    Raises:
+        LLMAppError: an unknown setting or a bad value, named in one line.
+    """
+    items = dict(items)
+    if "max_context" in items:
+        raw = items.pop("max_context")
+        if isinstance(raw, bool) or isinstance(raw, float) or (raw is not None and not isinstance(raw, (int, str))):
+            raise LLMAppError(f"bad value for max_context: {raw!r} is not a whole number")
+        try:
+            max_context = None if raw is None or str(raw).lower() in ("none", "0", "") else int(raw)
+        except ValueError:
+            raise LLMAppError(f"bad value for max_context: {raw!r} is not a whole number") from None
+        if max_context is not None and not 16 <= max_context <= 10_000_000:
+            raise LLMAppError("max_context must be from 16 to 10,000,000 tokens (or none for the model's window)")
+    try:
+        config = apply_overrides(config, items)
+    except ValueError as exc:
+        extra = ", max_context" if str(exc).startswith("unknown setting") else ""
+        raise LLMAppError(f"{exc}{extra}") from None
+    return config, max_context
