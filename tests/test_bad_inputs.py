@@ -379,7 +379,7 @@ SAVE_TARGETS = {
     "under a file": lambda t: (t / "f.txt").write_text("x") and t / "f.txt" / "chat.json",
     "name too long": lambda t: t / ("x" * 300 + ".json"),
     "read-only filesystem": lambda t: Path("/proc/llmapp-chat.json"),
-    "missing drive": lambda t: Path("/nonexistent-root-dir/\0bad.json"),
+    "folder that cannot be made": lambda t: Path("/proc/llmapp-nope/chat.json"),
 }
 
 
