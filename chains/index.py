@@ -31,6 +31,7 @@ from chains.documents import (
     read_document,
     split_text,
 )
+from chains.pgconnection import is_postgres
 from chains.store import (
     FORMAT_VERSION,
     MANIFEST,
@@ -76,7 +77,8 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
 
     Args:
         paths: files and folders (recursed for .txt/.md/.html/.pdf).
-        store_dir: the store folder; created, or updated if it exists.
+        store_dir: the store folder; created, or updated if it exists. A ``postgresql://`` URL builds a
+            Postgres store instead (``chains.pgindex``).
         embeddings: LangChain embeddings; default: ``load_embeddings()`` (or the existing store's model).
         index_type: a FAISS factory string: ``Flat`` (exact), ``HNSW32``, ``IVF256,Flat`` ...; None keeps
             an existing store's type (else Flat). Changing it re-uses the stored vectors: no re-embedding.
@@ -96,6 +98,10 @@ def build_index(paths: list[str | Path], store_dir: str | Path, embeddings: Any 
     import numpy as np
     from filelock import FileLock
 
+    if is_postgres(store_dir):  # a postgresql:// URL: the same files and chunks, written in one transaction
+        from chains.pgindex import build_pg_index
+
+        return build_pg_index(paths, store_dir, embeddings, index_type, config, rebuild=rebuild, progress=progress)
     t0 = time.perf_counter()
     config = config or RAGConfig()
     store = _store_path(store_dir)

@@ -54,7 +54,9 @@ class Source:
 
 
 def _as_store(store: Store | str | Path) -> Store:
-    return store if isinstance(store, Store) else Store.load(store)
+    from chains.stores import open_store  # a folder or a postgresql:// URL
+
+    return open_store(store)
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -64,6 +66,8 @@ def _vector_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]
 
 
 def _bm25_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
+    if hasattr(store, "keyword_ranking"):  # a Postgres store ranks by its own full-text search
+        return store.keyword_ranking(question, n)
     import bm25s
 
     retriever = store.cache.get("bm25")
@@ -82,6 +86,8 @@ def _bm25_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
 
 
 def _hybrid_ranking(store: Store, question: str, qvec: Any, n: int) -> list[int]:
+    if hasattr(store, "hybrid_ranking"):  # a Postgres store fuses both in one statement: one committed version
+        return store.hybrid_ranking(question, qvec, n, RRF_K)
     fused: dict[int, float] = {}
     for ranking in (_vector_ranking(store, question, qvec, n), _bm25_ranking(store, question, qvec, n)):
         for rank, row in enumerate(ranking):

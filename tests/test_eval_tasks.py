@@ -16,7 +16,7 @@ SMOL = "smollm2-135m-instruct"
 
 
 def test_registry_names_and_unknown_task():
-    assert set(TASKS) == {"perplexity", "rag-qa", "retrieval", "summarization", "generation"}
+    assert {"perplexity", "rag-qa", "retrieval", "summarization", "generation", "backend-parity"} <= set(TASKS)
     with pytest.raises(LLMAppError, match="unknown task 'qa'; use one of: perplexity, rag-qa"):
         get_task("qa")
 
@@ -185,3 +185,18 @@ def test_generation_model_and_ngram_baseline():
         assert len(task.samples(records)) == 2
     markov = [task.run(System("m", "baseline", "markov"), e)["text"] for e in examples]
     assert markov[0] != markov[1]  # seeded per prompt, not one text for all
+
+
+# ---------------------------------------------------------------------------------------------- backend parity
+
+def test_backend_parity_against_the_hf_reference(tmp_path):
+    from eval.harness import evaluate
+
+    results = evaluate(["backend-parity"], tmp_path, ["smollm2-135m-instruct"], limit=2, progress=False,
+                       overrides=["backend-parity.reply_tokens=12"])
+    rows = results["tasks"]["backend-parity"]["systems"]
+    reference = rows["smollm2-135m-instruct@hf (reference)"]["metrics"]
+    llama = rows["smollm2-135m-instruct"]["metrics"]
+    assert reference["top1_agreement"] == 1.0 and reference["positions"] == 24
+    assert 0.5 < llama["top1_agreement"] <= 1.0 and 0 < llama["top5_overlap"] <= 1.0
+    assert results["backends"]["smollm2-135m-instruct"]["backend"] == "llamacpp"

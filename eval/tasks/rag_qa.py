@@ -68,10 +68,10 @@ class RAGQATask(Task):
         return RAGConfig(k=self.config.k, retrieval=retrieval or self.config.retrieval, min_score=self.config.min_score)
 
     def setup(self) -> None:
-        from chains.store import Store
+        from chains.stores import open_store
 
         if not hasattr(self, "store"):
-            self.store = Store.load(self.ctx.store or demo_store(self.ctx.embeddings))
+            self.store = open_store(self.ctx.store or demo_store(self.ctx.embeddings))
 
     def run(self, system: System, example: dict[str, Any]) -> dict[str, Any]:
         self.setup()
@@ -91,8 +91,10 @@ class RAGQATask(Task):
         if not sources:
             return {"answer": "", "sources": [], "abstained": True}
         if spec == "random-sentence":
+            from chains.stores import all_docs
+
             rng = random.Random(f"{self.ctx.seed}:{example['id']}")
-            doc = rng.choice(self.store.docs)
+            doc = rng.choice(all_docs(self.store))
             pool = sentences(doc["text"]) or [doc["text"]]
             src = {"n": 1, "source": doc["source"], "text": doc["text"]}
             return {"answer": rng.choice(pool) + " [1]", "sources": [src], "abstained": False}

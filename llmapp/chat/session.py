@@ -274,10 +274,10 @@ class ChatSession:
             self.store = None
             return
         try:
-            from chains.store import Store
+            from chains.stores import open_store
         except ImportError as exc:
             raise LLMAppError(f"RAG needs the chains package ({exc}); reinstall llmapp") from None
-        self.store = Store.load(Path(store).expanduser())
+        self.store = open_store(store)  # a folder or a postgresql:// URL
 
     # -- talking -----------------------------------------------------------------------------
     def count(self, messages: list[dict[str, Any]]) -> int:
@@ -443,7 +443,7 @@ def _rag(s: ChatSession, arg: str) -> str:
         s.use_store(None)
         return "RAG off: plain chat"
     s.use_store(arg)
-    return f"RAG on: answering from {arg} ({len(s.store)} chunks) with [n] citations"
+    return f"RAG on: answering from {s.store.path} ({len(s.store)} chunks) with [n] citations"
 
 
 def _save(s: ChatSession, arg: str) -> str:
@@ -497,7 +497,7 @@ COMMANDS: dict[str, Command] = {
     "/system": Command(_system, "TEXT", "set the system prompt (/system off: the model's default)"),
     "/model": Command(_model, "NAME [BACKEND]", "switch model or backend (llamacpp, hf, openai); history stays"),
     "/set": Command(_set, "KEY=VALUE ...", "temperature, max_tokens, top_p, top_k, seed, repetition_penalty, max_context"),
-    "/rag": Command(_rag, "DIR|off", "answer from a store with [n] citations, or turn RAG off"),
+    "/rag": Command(_rag, "DIR|URL|off", "answer from a store (folder or postgresql:// URL) with [n] citations, or turn RAG off"),
     "/save": Command(_save, "FILE", "save the conversation (.json, or .jsonl)"),
     "/load": Command(_load, "FILE", "load a saved conversation (replaces the current one)"),
     "/history": Command(_history, "", "show the conversation so far"),

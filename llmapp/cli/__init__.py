@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "eval": "llmapp.cli.evaluate:evaluate",
     "bench": "llmapp.cli.bench:bench",
     "serve": "llmapp.cli.serve:serve",
+    "db": "llmapp.cli.db:db",
 }
 
 # One-line help shown by `llmapp --help` without importing the command modules.
@@ -49,6 +50,7 @@ SUMMARIES: dict[str, str] = {
     "eval": "Run evaluation tasks and write results.json, report.md and plots.",
     "bench": "Run performance benchmarks and print a table (and JSON).",
     "serve": "Serve models and RAG stores over an OpenAI-compatible HTTP API.",
+    "db": "Start or stop the embedded Postgres (pgvector) for --store postgresql://... stores.",
 }
 
 

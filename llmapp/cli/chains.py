@@ -125,9 +125,11 @@ def summarize(file, strategy, chunk_tokens, model, backend, settings):
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--store", "-s", required=True, type=click.Path(file_okay=False), help="Store folder to create or update.")
+@click.option("--store", "-s", required=True, type=click.Path(file_okay=False),
+              help="Store folder, or postgresql:// URL (password in $PGPASSWORD), to create or update.")
 @click.option("--index", "index_type", default=None,
-              help="FAISS factory string: Flat (exact, default), HNSW32, IVF256,Flat. Default: keep the store's.")
+              help="FAISS factory string: Flat (exact, default), HNSW32, IVF256,Flat; Postgres: hnsw (default) or "
+                   "flat. Default: keep the store's.")
 @click.option("--embeddings", "-e", default=DEFAULT_EMBEDDINGS, show_default=True, help="Embedding model (new stores).")
 @click.option("--chunk-tokens", type=int, default=None, help="Chunk size in embedding tokens (default 200).")
 @click.option("--rebuild", is_flag=True, help="Ignore the existing store (even a corrupt one) and index everything.")
@@ -143,18 +145,18 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild, max_file_
     Examples:
       llmapp index docs/ --store store
       llmapp index a.pdf notes/ --store store --index HNSW32
+      llmapp index docs/ --store "postgresql://app@db.example/docs?store=notes"
     """
     import dataclasses
 
     from chains.index import build_index
-    from chains.store import MANIFEST
+    from chains.stores import store_exists
     from llmapp import load_embeddings
     from llmapp.core.config import RAGConfig
 
-    config = RAGConfig() if chunk_tokens is None else dataclasses.replace(RAGConfig(), chunk_tokens=chunk_tokens)
-    from llmapp.core.files import readable_dir
-
-    existing = (readable_dir(Path(store)) / MANIFEST).exists() and not rebuild
+    # None: the store's own chunking (a Postgres store checks it); a FAISS store takes the default
+    config = None if chunk_tokens is None else dataclasses.replace(RAGConfig(), chunk_tokens=chunk_tokens)
+    existing = store_exists(store) and not rebuild
     emb = None if existing else load_embeddings(embeddings)  # an existing store keeps its own model
     report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True,
                          max_file_bytes=int(max_file_mb * 1e6))
@@ -167,7 +169,7 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild, max_file_
 
 @click.command()
 @click.argument("question")
-@click.option("--store", "-s", required=True, type=click.Path(), help="A store built by `llmapp index`.")
+@click.option("--store", "-s", required=True, type=click.Path(), help="A store built by `llmapp index` (folder or URL).")
 @click.option("--retrieval", type=click.Choice(["vector", "bm25", "hybrid"]), default="hybrid", show_default=True,
               help="Vector search, BM25, or both fused by reciprocal rank.")
 @click.option("--mmr", is_flag=True, help="Maximal marginal relevance: fewer near-duplicate chunks.")
@@ -189,12 +191,12 @@ def ask(question, store, retrieval, mmr, k, min_score, as_json, model, backend, 
     import dataclasses
 
     from chains.rag import rag_chain
-    from chains.store import Store
+    from chains.stores import open_store
     from llmapp.core.config import RAGConfig
 
     config = dataclasses.replace(RAGConfig(), retrieval=retrieval, mmr=mmr, k=k,
                                  **({"min_score": min_score} if min_score is not None else {}))
-    loaded = Store.load(store)
+    loaded = open_store(store)
     chain = rag_chain(loaded, _chat(model, backend, settings), config, return_sources=as_json)
     if as_json:
         json.dump(chain.invoke(question), sys.stdout, indent=1, ensure_ascii=False)

@@ -24,7 +24,7 @@ import click
                    "Default: chosen from the model.")
 @click.option("-s", "--system", default=None, help="System prompt.")
 @click.option("--store", type=click.Path(file_okay=False), default=None,
-              help="RAG store folder (from `llmapp index`): answers cite it as [n].")
+              help="RAG store folder or postgresql:// URL (from `llmapp index`): answers cite it as [n].")
 @click.option("-c", "--continue", "resume", is_flag=True,
               help="Resume the last autosaved conversation.")
 @click.option("-o", "--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -85,7 +85,7 @@ def chat(model: str | None, backend: str | None, system: str | None, store: str 
         run_plain(session, sys.stdin, sys.stdout, sys.stderr)
         return
     session.preload()  # the weights load while you type the first message
-    rag = f" · RAG: {store}" if store else ""
+    rag = f" · RAG: {session.store.path}" if store else ""  # a URL's password masked
     on = f" ({backend})" if backend else ""
     hello = f"llmapp chat · {session.model_name}{on}{rag} · /help for commands · Ctrl-D to leave"
     run_terminal(session, markdown=not plain, banner=f"{hello}\n{banner}" if banner else hello)

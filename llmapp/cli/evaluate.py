@@ -15,7 +15,7 @@ import click
 @click.argument("tasks", nargs=-1, required=True)
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME|DIR",
               help="A chat / causal LM to evaluate (registry name, HF directory, .gguf); repeat to compare.")
-@click.option("--store", type=click.Path(file_okay=False), help="Store for rag-qa (default: the demo notes, indexed once).")
+@click.option("--store", type=click.Path(file_okay=False), help="Store folder or postgresql:// URL for rag-qa (default: the demo notes, indexed once).")
 @click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Use PATH as TASK's dataset; repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="TASK.KEY=VALUE",
               help="Override a task setting, e.g. rag-qa.retrieval=bm25; repeatable.")

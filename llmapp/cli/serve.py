@@ -29,7 +29,7 @@ Try it:
               help="Model to serve (repeatable): registry name, HF directory, .gguf file, or rag:STORE_DIR. "
                    "Default: smollm2-135m-instruct and minilm-l6.")
 @click.option("--store", "stores", multiple=True, type=click.Path(file_okay=False),
-              help="RAG store folder (repeatable), served as rag:<folder name>.")
+              help="RAG store folder or postgresql:// URL (repeatable), served as rag:<folder or store name>.")
 @click.option("--chat-model", default=None, help="Chat model that answers for RAG stores (default: the first served).")
 @click.option("--backend", type=click.Choice(["llamacpp", "hf", "openai"]), default=None,
               help="What runs the chat models: llamacpp (GGUF, batches concurrent requests), hf (transformers), "

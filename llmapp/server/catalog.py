@@ -76,12 +76,12 @@ def load_catalog(config: ServeConfig) -> dict[str, ServedModel]:
 
     entries: list[ServedModel] = []
     for name in config.models:
-        if name.startswith("rag:"):
-            entries.append(ServedModel(name, "rag", name[4:]))
+        if name.startswith("rag:"):  # a URL is served under its store name: no password in /v1/models
+            entries.append(ServedModel(_rag_name(name), "rag", name[4:]))
         else:
             entries.append(ServedModel(name, _kind_of(name), name))
     for store in config.stores:
-        entries.append(ServedModel(f"rag:{Path(store).expanduser().absolute().name}", "rag", str(store)))
+        entries.append(ServedModel(f"rag:{_store_name(store)}", "rag", str(store)))
     chat_names = [e.name for e in entries if e.kind == "chat"]
     rag_chat = config.chat_model or (chat_names[0] if chat_names else DEFAULT_CHAT)
     catalog: dict[str, ServedModel] = {}
@@ -262,11 +262,24 @@ def _kind_of(name: str) -> str:
 
 def _load_store(folder: str) -> Any:
     try:
-        from chains.store import Store
+        from chains.stores import is_postgres, open_store
     except ImportError as exc:
         raise LLMAppError(f"RAG stores need the chains package, which is not importable here ({exc})") from None
     from llmapp.core.files import readable_dir
 
-    if not readable_dir(Path(folder).expanduser()).is_dir():  # readable_dir: a store mid-swap is still served
+    # readable_dir: a store left mid-swap by a killed writer is still served
+    if not is_postgres(folder) and not readable_dir(Path(folder).expanduser()).is_dir():
         raise LLMAppError(f"store {folder!r} is not a folder; build one with: llmapp index FILES --store {folder}")
-    return Store.load(Path(folder).expanduser())
+    return open_store(folder)  # a folder or a postgresql:// URL
+
+
+def _store_name(store: str) -> str:
+    from chains.stores import store_name
+
+    return store_name(store)
+
+
+def _rag_name(name: str) -> str:
+    from chains.stores import is_postgres
+
+    return f"rag:{_store_name(name[4:])}" if is_postgres(name[4:]) else name
