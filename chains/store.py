@@ -18,16 +18,18 @@ Stores are built and updated by ``chains.index``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import shutil
-import tempfile
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmapp.core.errors import LLMAppError
+from llmapp.core.files import crash_point, readable_dir, replace_dir
+from llmapp.core.validate import Invalid, check_path, check_record
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ FORMAT_VERSION = 1  # bump when the store layout changes; older stores are refus
 MANIFEST, INDEX_FILE, DOCSTORE, VECTORS = "manifest.json", "index.faiss", "docstore.jsonl", "vectors.npy"
 HNSW_EF_SEARCH = 768  # HNSW breadth: recall@10 at 100k chunks 0.93 at 384, 0.95 at 512, 0.98 at 768 (bench rag)
 IVF_NPROBE = 16  # IVF lists visited per query; a recall/latency trade-off
+READ_ATTEMPTS = 4  # a load that races a writer's swap is retried this often before calling the store corrupt
 
 
 @dataclass
@@ -81,6 +84,10 @@ class Store:
     def load(cls, store_dir: str | Path, embeddings: Any = None) -> Store:
         """Open a store without unpickling anything.
 
+        Every file is read once; the bytes that are checked against the manifest's hashes are the
+        bytes that are loaded, so a writer swapping the store meanwhile can never pass a mix. A read
+        that races a swap is retried on the new store.
+
         Args:
             store_dir: the folder :func:`build_index` wrote.
             embeddings: the model to embed queries with; default: the store's own
@@ -91,14 +98,18 @@ class Store:
                 format version, or embeddings other than those the store was built with.
         """
         path = Path(store_dir).expanduser()
-        if not (path / MANIFEST).exists():
-            if path.is_dir() and any(path.iterdir()):
-                raise LLMAppError(f"{path} is not an llmapp store (no {MANIFEST}); pick another folder or rebuild it "
-                                  f"with: llmapp index FILES --store {path} --rebuild")
-            raise LLMAppError(f"no store at {path}; build one first with: llmapp index FILES --store {path}")
-        manifest = _read_manifest(path)
+        for attempt in range(READ_ATTEMPTS):
+            folder = readable_dir(path)
+            seen = _identity(folder)
+            try:
+                manifest, payload = _read_all(path, folder)
+                break
+            except _Raced:
+                time.sleep(0.05 * (attempt + 1))
+                if attempt == READ_ATTEMPTS - 1 or _identity(readable_dir(path)) == seen:
+                    raise  # the same folder as read: damaged, not a writer's swap in progress
         embeddings = _check_embeddings(manifest, embeddings, path)
-        return cls(path, manifest, *_read_payload(path, manifest), embeddings)
+        return cls(path, manifest, *payload, embeddings)
 
     def embed_query(self, query: str) -> Any:
         """The query as a (1, d) float32 array."""
@@ -116,6 +127,11 @@ class Store:
         """The ``k`` nearest chunks to an already-embedded (1, d) query vector."""
         if not self.docs or k <= 0:
             return []
+        vector = _as_query(vector)
+        if vector.shape[1] != self.index.d:
+            raise LLMAppError(f"store {self.path} holds {self.index.d}-dimensional vectors but the query embeddings "
+                              f"({embedding_name(self.embeddings)}) make {vector.shape[1]}-dimensional ones; query it with "
+                              f"{self.manifest['embedding_model']!r}, or {rebuild_hint(self.path)}")
         scores, ids = self.index.search(vector, min(k, len(self.docs)))
         return [self.hit(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=False) if i >= 0]
 
@@ -143,45 +159,134 @@ class Store:
                      normalize_L2=False, distance_strategy="MAX_INNER_PRODUCT")
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+class _Raced(LLMAppError):
+    """A store that failed its checks; raised again after the retries, when it is not a writer's swap."""
+
+
+STORE_FILES = (MANIFEST, INDEX_FILE, DOCSTORE, VECTORS)
+DOC_FIELDS = {"source": str, "start": int, "end": int, "text": str}  # one docstore row
+
+
+def rebuild_hint(path: Path) -> str:
+    return f"rebuild it with: llmapp index FILES --store {path} --rebuild"
+
+
+def is_store_like(folder: Path) -> bool:
+    """True if ``folder`` holds nothing but store files (so ``--rebuild`` may replace it)."""
+    names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    return all(n in STORE_FILES for n in names)
+
+
+def _read_all(path: Path, folder: Path) -> tuple[dict[str, Any], tuple[Any, list[dict[str, Any]], Any]]:
+    """Manifest and payload of the store at ``folder``, each file read once and checked."""
+    if not (folder / MANIFEST).exists():
+        if folder.is_dir() and any(folder.iterdir()):
+            if is_store_like(folder):
+                raise _Raced(f"store {path} is corrupt or partial ({MANIFEST} is missing); {rebuild_hint(path)}")
+            raise LLMAppError(f"{path} holds other files and is not an llmapp store (no {MANIFEST}); "
+                              "pick the folder `llmapp index --store` wrote")
+        if folder.exists() and not folder.is_dir():
+            raise LLMAppError(f"{path} is a file, not a store; pass the folder `llmapp index --store` wrote")
+        raise LLMAppError(f"no store at {path}; build one first with: llmapp index FILES --store {path}")
+    manifest = _read_manifest(path, folder)
+    return manifest, _read_payload(path, folder, manifest)
+
+
+def _read_manifest(path: Path, folder: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        for key in ("format_version", "embedding_model", "dimension", "index_type", "files", "payload"):
-            manifest[key]  # noqa: B018 - presence check
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LLMAppError(f"store {path} is corrupt ({MANIFEST}: {exc!r}); rebuild it with: "
-                          f"llmapp index FILES --store {path} --rebuild") from None
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise LLMAppError(f"store {path} has format {manifest['format_version']}, this llmapp reads {FORMAT_VERSION}; "
-                          f"rebuild it with: llmapp index FILES --store {path} --rebuild")
+        manifest = json.loads((folder / MANIFEST).read_bytes().decode("utf-8"))
+        check_record(manifest, {"format_version": int})
+        if manifest["format_version"] != FORMAT_VERSION:
+            raise LLMAppError(f"store {path} has format {manifest['format_version']}, this llmapp reads "
+                              f"{FORMAT_VERSION}; {rebuild_hint(path)}")
+        check_record(manifest, {"embedding_model": str, "dimension": int, "index_type": str, "files": dict,
+                                "payload": dict}, optional={"root": str})
+        if manifest["dimension"] < 1:
+            raise Invalid(f"'dimension' must be at least 1, not {manifest['dimension']}")
+        for name in (INDEX_FILE, DOCSTORE, VECTORS):
+            if name not in manifest["payload"]:
+                raise Invalid(f"payload entry {name!r} is missing")
+            check_record(manifest["payload"][name], {"size": int, "sha256": str})
+        for name, meta in manifest["files"].items():
+            check_path("files", name)
+            check_record(meta, {"sha256": str})
+    except FileNotFoundError:
+        raise _Raced(f"store {path} is corrupt or partial ({MANIFEST} is missing); {rebuild_hint(path)}") from None
+    except (OSError, ValueError, Invalid) as exc:
+        raise _Raced(f"store {path} is corrupt ({MANIFEST}: {_one_line(exc)}); {rebuild_hint(path)}") from None
     return manifest
 
 
-def _read_payload(path: Path, manifest: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], Any]:
-    """Index, docstore and vectors, each checked against the sizes and hashes the manifest recorded."""
+def _read_payload(path: Path, folder: Path, manifest: dict[str, Any]) -> tuple[Any, list[dict[str, Any]], Any]:
+    """Index, docstore and vectors from the very bytes checked against the manifest's sizes and hashes."""
     import faiss
     import numpy as np
 
-    def corrupt(why: str) -> LLMAppError:
-        return LLMAppError(f"store {path} is corrupt or partial ({why}); rebuild it with: "
-                           f"llmapp index FILES --store {path} --rebuild")
+    def corrupt(why: str) -> _Raced:
+        return _Raced(f"store {path} is corrupt or partial ({why}); {rebuild_hint(path)}")
 
-    for name, expected in manifest["payload"].items():
-        file = path / name
-        if not file.exists():
-            raise corrupt(f"{name} is missing")
-        if file.stat().st_size != expected["size"] or sha256(file.read_bytes()) != expected["sha256"]:
+    data = {}
+    for name in (INDEX_FILE, DOCSTORE, VECTORS):
+        expected = manifest["payload"][name]
+        try:
+            data[name] = (folder / name).read_bytes()
+        except FileNotFoundError:
+            raise corrupt(f"{name} is missing") from None
+        except OSError as exc:
+            raise corrupt(f"{name}: {exc.strerror or exc}") from None
+        if len(data[name]) != expected["size"] or sha256(data[name]) != expected["sha256"]:
             raise corrupt(f"{name} does not match the manifest")
     try:
-        index = faiss.read_index(str(path / INDEX_FILE))
-        docs = [json.loads(line) for line in (path / DOCSTORE).read_text(encoding="utf-8").splitlines() if line]
-        vectors = np.load(path / VECTORS, allow_pickle=False)  # allow_pickle=False: a .npy can carry pickles
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise corrupt(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        index = faiss.deserialize_index(np.frombuffer(data[INDEX_FILE], dtype="uint8"))
+        vectors = np.load(io.BytesIO(data[VECTORS]), allow_pickle=False)  # a .npy can carry pickles
+        lines = data[DOCSTORE].decode("utf-8").splitlines()
+    except Exception as exc:  # noqa: BLE001 - a hostile, re-signed file can make numpy raise SyntaxError, TokenError...
+        raise corrupt(_one_line(exc)) from None
+    docs = [_doc_row(path, n, line) for n, line in enumerate(lines, 1) if line]
+    dim = manifest["dimension"]
+    if vectors.ndim != 2 or vectors.dtype != np.float32 or index.d != dim or (len(vectors) and vectors.shape[1] != dim):
+        raise corrupt(f"the manifest says {dim}-dimensional vectors, the index holds {index.d}-dimensional ones "
+                      f"and {VECTORS} is {vectors.dtype} {tuple(vectors.shape)}")
     if not (index.ntotal == len(docs) == len(vectors)):
         raise corrupt(f"{index.ntotal} vectors in the index, {len(docs)} chunks, {len(vectors)} stored vectors")
     _tune(index)
     return index, docs, vectors
+
+
+def _doc_row(path: Path, n: int, line: str) -> dict[str, Any]:
+    """One docstore row, checked for shape: a corrupt row is one line naming the store and the line."""
+    try:
+        row = check_record(json.loads(line), DOC_FIELDS)
+        check_path("source", row["source"])
+        if not 0 <= row["start"] <= row["end"]:
+            raise Invalid(f"offsets start={row['start']} end={row['end']} are out of order")
+    except (ValueError, Invalid) as exc:
+        raise LLMAppError(f"store {path} is corrupt ({DOCSTORE} line {n}: {_one_line(exc)}); "
+                          f"{rebuild_hint(path)}") from None
+    return row
+
+
+def _identity(folder: Path) -> tuple:
+    """What changes when a writer swaps a store in: the folder's inode, and its manifest's."""
+    out = []
+    for p in (folder, folder / MANIFEST):
+        try:
+            st = p.stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _as_query(vector: Any) -> Any:
+    import numpy as np
+
+    return np.ascontiguousarray(np.asarray(vector, dtype="float32").reshape(1, -1))
 
 
 def _tune(index: Any) -> None:
@@ -225,46 +330,60 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# The FAISS factory strings a store may use. FAISS aborts the process on some others (HNSW0), or
+# allocates without bound (IVF1000000000): a string is checked here before FAISS sees it.
+_INDEX_TYPE = re.compile(r"^(Flat|HNSW(?P<m>\d{1,4})(,Flat|,SQ8)?|IVF(?P<n>\d{1,6}),(Flat|SQ8|PQ(?P<pq>\d{1,3})))$")
+_INDEX_HINT = "use Flat, HNSW32 (M from 4 to 256), or IVF<lists>,Flat|SQ8|PQ<m> with 1 to 65536 lists"
+
+
 def _check_index_type(index_type: str) -> None:
     import faiss
 
-    try:
-        faiss.index_factory(8, index_type, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        raise LLMAppError(f"unknown FAISS index type {index_type!r}; use Flat, HNSW32, or an IVF factory "
-                          "string such as IVF256,Flat") from None
+    match = _INDEX_TYPE.match(str(index_type))
+    ok = bool(match)
+    if match and match["m"]:
+        ok = 4 <= int(match["m"]) <= 256
+    if match and match["n"]:
+        ok = 1 <= int(match["n"]) <= 65_536 and (not match["pq"] or 1 <= int(match["pq"]) <= 384)
+    if ok:
+        try:
+            faiss.index_factory(8 if not match["pq"] else int(match["pq"]), index_type, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError:
+            ok = False
+    if not ok:
+        raise LLMAppError(f"unknown FAISS index type {index_type!r} (or one llmapp does not build); {_INDEX_HINT}")
 
 
 def make_index(vectors: Any, index_type: str) -> Any:
     """A FAISS inner-product index of ``index_type`` (a factory string) holding ``vectors``."""
     import faiss
 
+    _check_index_type(index_type)
     dim = vectors.shape[1]
     try:
         index = faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        raise LLMAppError(f"unknown FAISS index type {index_type!r}; use Flat, HNSW32, or an IVF factory "
-                          "string such as IVF256,Flat") from None
-    if not index.is_trained:
-        ivf = faiss.extract_index_ivf(index)
-        if len(vectors) < ivf.nlist:
-            raise LLMAppError(f"{index_type} needs at least {ivf.nlist} chunks to train, the store has {len(vectors)}; "
-                              "use --index Flat, or fewer IVF lists")
-        index.train(vectors)
-    if hasattr(index, "hnsw"):
-        index.hnsw.efConstruction = 80  # build a better graph: recall matters more than build time here
-    index.add(vectors)
+        if not index.is_trained:
+            ivf = faiss.extract_index_ivf(index)
+            if len(vectors) < ivf.nlist:
+                raise LLMAppError(f"{index_type} needs at least {ivf.nlist} chunks to train, the store has "
+                                  f"{len(vectors)}; use --index Flat, or fewer IVF lists")
+            index.train(vectors)
+        if hasattr(index, "hnsw"):
+            index.hnsw.efConstruction = 80  # build a better graph: recall matters more than build time here
+        index.add(vectors)
+    except (RuntimeError, MemoryError) as exc:  # e.g. PQ<m> with m not dividing the dimension
+        raise LLMAppError(f"FAISS cannot build {index_type!r} for {dim}-dimensional vectors "
+                          f"({_one_line(exc)}); {_INDEX_HINT}") from None
     _tune(index)
     return index
 
 
 def _write_store(store: Path, manifest: dict[str, Any], index: Any, docs: list[dict], vectors: Any) -> None:
-    """Write every file into a temporary folder beside ``store``, then swap it in."""
+    """Write every file into a temporary folder beside ``store``, then swap it in (``replace_dir``)."""
     import faiss
     import numpy as np
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{store.name}.tmp-", dir=store.parent))
-    try:
+    with replace_dir(store, markers=STORE_FILES) as tmp:  # --rebuild may replace a store missing its manifest
         faiss.write_index(index, str(tmp / INDEX_FILE))
         with (tmp / DOCSTORE).open("w", encoding="utf-8") as f:
             for doc in docs:
@@ -272,15 +391,5 @@ def _write_store(store: Path, manifest: dict[str, Any], index: Any, docs: list[d
         np.save(tmp / VECTORS, np.ascontiguousarray(vectors, dtype="float32"), allow_pickle=False)
         manifest["payload"] = {name: {"size": (tmp / name).stat().st_size, "sha256": sha256((tmp / name).read_bytes())}
                                for name in (INDEX_FILE, DOCSTORE, VECTORS)}
+        crash_point("store:payload")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-        for name in (INDEX_FILE, DOCSTORE, VECTORS, MANIFEST):
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-        old = store.with_name(f".{store.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        if store.exists():
-            os.replace(store, old)  # the old store stays whole until the new one is in place
-        os.replace(tmp, store)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

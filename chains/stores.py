@@ -46,8 +46,9 @@ def store_exists(location: str | Path) -> bool:
     """Whether a store is already built at ``location`` (an update then keeps its embeddings)."""
     if not is_postgres(str(location)):
         from chains.store import MANIFEST
+        from llmapp.core.files import readable_dir
 
-        return (Path(location).expanduser() / MANIFEST).exists()
+        return (readable_dir(Path(location).expanduser()) / MANIFEST).exists()  # a store mid-swap exists
     from chains.pgconnection import connect, parse_location
     from chains.pgstore import STORES_TABLE
 

@@ -22,73 +22,24 @@ import json
 import logging
 import os
 import secrets
+import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmapp.chat.state import ChatState, check_message, check_settings, text_or_none
 from llmapp.core.errors import LLMAppError, PromptTooLong
-from llmapp.core.files import write_text
+from llmapp.core.files import crash_due, crash_point, kill_self, write_text
 from llmapp.core.paths import home
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the event schema changes; older files are refused with a clear message
-ROLES = ("user", "assistant")
-
-
-@dataclass
-class ChatState:
-    """What a conversation holds at one moment: the replayed result of its event log."""
-
-    system: str | None = None  # the system prompt; None = the model's own default
-    messages: list[dict[str, Any]] = field(default_factory=list)  # {"role", "content", "partial"?, "sources"?}
-    model: str | None = None  # the chat model it was last talking to
-    settings: dict[str, Any] = field(default_factory=dict)  # GenerationConfig overrides in force
-
-    def apply(self, event: dict[str, Any]) -> None:
-        """Replay one event onto this state."""
-        kind = event.get("type")
-        if kind == "header":
-            self.system, self.model = event.get("system"), event.get("model")
-            self.settings = dict(event.get("settings") or {})
-        elif kind == "message":
-            self.messages.append(check_message(event))
-        elif kind == "system":
-            self.system = event.get("content")
-        elif kind == "settings":
-            self.settings = dict(event.get("values") or {})
-            self.model = event.get("model", self.model)
-        elif kind == "pop":
-            if self.messages:
-                self.messages.pop()
-        elif kind == "reset":
-            self.messages.clear()
-        else:
-            raise ValueError(f"unknown event type {kind!r}")
-
-
-def check_message(raw: Any) -> dict[str, Any]:
-    """Validate one message and return it as a clean dict.
-
-    Raises:
-        ValueError: a message without a valid role or with non-text content.
-    """
-    if not isinstance(raw, dict):
-        raise ValueError("a message must be a JSON object")
-    role, content = raw.get("role"), raw.get("content")
-    if role not in ROLES:
-        raise ValueError(f"message role must be one of {', '.join(ROLES)}, not {role!r}")
-    if not isinstance(content, str):
-        raise ValueError("message content must be a string")
-    msg: dict[str, Any] = {"role": role, "content": content}
-    if raw.get("partial"):
-        msg["partial"] = True
-    if isinstance(raw.get("sources"), list):
-        msg["sources"] = raw["sources"]
-    return msg
+MAX_FILE_BYTES = 256_000_000  # a conversation larger than this is not one: refuse before reading it into memory
+__all__ = ["ChatState", "ConversationLog", "check_message", "check_settings", "fit_history", "latest_conversation",
+           "load_state", "read_log", "save_state"]
 
 
 def conversations_dir() -> Path:
@@ -119,8 +70,9 @@ class ConversationLog:
 
     @classmethod
     def open_existing(cls, path: Path) -> tuple[ConversationLog, ChatState]:
-        """Open a log to continue it. Returns the log and its replayed state."""
-        state, torn = read_log(path)
+        """Open a log to continue it. Returns the log and its replayed state (bad saved settings
+        are dropped with a warning: the history always comes back)."""
+        state, torn = read_log(path, strict=False)
         conv = cls(path)
         conv._repair = torn
         return conv, state
@@ -146,14 +98,22 @@ class ConversationLog:
         # machine dies mid-write, and that torn tail is what read_log detects.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            if crash_due("autosave:torn"):
+                os.write(fd, data[: len(data) // 2])  # fault injection: the machine dies mid-write
+                kill_self()
             os.write(fd, data)
             os.fsync(fd)
+            crash_point("autosave:written")
         finally:
             os.close(fd)
 
 
-def read_log(path: Path) -> tuple[ChatState, bool]:
+def read_log(path: Path, strict: bool = True) -> tuple[ChatState, bool]:
     """Replay a conversation log (or a ``/save``\\ d ``.jsonl`` file).
+
+    Args:
+        path: the ``.jsonl`` file.
+        strict: refuse bad saved settings (``/load``); False drops them with a warning (``--continue``).
 
     Returns:
         The state, and whether a torn last line was dropped.
@@ -163,6 +123,7 @@ def read_log(path: Path) -> tuple[ChatState, bool]:
     """
     path = Path(path)
     fix = "delete it or start a new chat without --continue"
+    _check_readable(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -188,8 +149,8 @@ def read_log(path: Path) -> tuple[ChatState, bool]:
                 if version != FORMAT_VERSION:
                     raise LLMAppError(f"conversation {path} has format version {version!r}; this llmapp reads "
                                       f"version {FORMAT_VERSION}; upgrade llmapp or {fix}")
-            state.apply(event)
-        except (ValueError, TypeError) as exc:
+            state.apply(event, strict)
+        except (ValueError, TypeError, RecursionError) as exc:
             raise LLMAppError(f"conversation {path} is corrupt at line {n} ({exc}); {fix}") from None
     if not lines:
         raise LLMAppError(f"conversation {path} is empty or has no complete header line; {fix}")
@@ -236,7 +197,13 @@ def save_state(state: ChatState, path: Path) -> Path:
     else:
         text = json.dumps({"version": FORMAT_VERSION, "model": state.model, "system": state.system,
                            "settings": state.settings, "messages": state.messages}, indent=2, ensure_ascii=False)
-    write_text(path, text)
+    try:
+        if path.is_dir():
+            raise LLMAppError(f"cannot save to {path}: it is a folder; give a file name, e.g. "
+                              f"/save {path / 'chat.json'}")
+        write_text(path, text)
+    except (OSError, ValueError) as exc:  # unwritable, read-only, full disk, a NUL in the name...: one line
+        raise LLMAppError(f"cannot save to {path}: {getattr(exc, 'strerror', None) or exc}; pick another file") from None
     return path
 
 
@@ -247,17 +214,19 @@ def load_state(path: Path) -> ChatState:
         LLMAppError: missing, unreadable or invalid file (one line, naming the problem).
     """
     path = Path(path).expanduser()
+    _check_readable(path)
     if path.suffix == ".jsonl":
         state, torn = read_log(path)
         if torn:
             raise LLMAppError(f"{path} ends in a torn line; it was not written completely")
         return state
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise LLMAppError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise LLMAppError(f"{path} is not valid JSON ({exc}); load a file written by /save") from None
+    except (ValueError, RecursionError) as exc:
+        raise LLMAppError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:120]}); "
+                          "load a file written by /save") from None
     try:
         if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
             raise ValueError("expected an object with a 'messages' list")
@@ -267,10 +236,24 @@ def load_state(path: Path) -> ChatState:
         if system is not None and not isinstance(system, str):
             raise ValueError("'system' must be a string")
         messages = [check_message(m) for m in data["messages"]]
+        settings = check_settings(data.get("settings"))
+        model = text_or_none(data, "model")
     except ValueError as exc:
-        raise LLMAppError(f"{path} is not a saved conversation: {exc}") from None
-    return ChatState(system=system, messages=messages, model=data.get("model"),
-                     settings=dict(data.get("settings") or {}))
+        raise LLMAppError(f"{path} is not a saved conversation: {exc}; fix that field or load another file") from None
+    return ChatState(system=system, messages=messages, model=model, settings=settings)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse what is not a regular file of sane size before reading it (a FIFO would block)."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise LLMAppError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LLMAppError(f"cannot read {path}: not a regular file; give a file written by /save")
+    if st.st_size > MAX_FILE_BYTES:
+        raise LLMAppError(f"{path} is {st.st_size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit for "
+                          "a conversation; it is not a file written by /save")
 
 
 def fit_history(messages: list[dict[str, Any]], system: str | None, count: Callable[[list[dict]], int],

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.chat.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
-from llmapp.core.config import GenerationConfig, RAGConfig, apply_overrides
+from llmapp.chat.state import clean_text, parse_settings
+from llmapp.core.config import GenerationConfig, RAGConfig
 from llmapp.core.errors import LLMAppError
 from llmapp.models import DEFAULT_CHAT
 
@@ -215,11 +216,16 @@ class ChatSession:
         return out
 
     def restore(self, state: ChatState, record: bool = True) -> None:
-        """Replace the history, system prompt and settings with ``state`` (from /load or --continue)."""
+        """Replace the history, system prompt and settings with ``state`` (from /load or --continue).
+
+        All or nothing: settings are validated first, so a bad file leaves the session as it was.
+
+        Raises:
+            LLMAppError: a setting that is unknown or out of range (one line naming it).
+        """
+        config, max_context = parse_settings(dict(state.settings or {}), GenerationConfig(), None)
         self.system, self.messages = state.system, [dict(m) for m in state.messages]
-        self.config, self.max_context = GenerationConfig(), None
-        if state.settings:
-            self.set(dict(state.settings), record=False)
+        self.config, self.max_context = config, max_context
         if record:
             self._record({"type": "reset"})
             self._record({"type": "system", "content": self.system})
@@ -232,9 +238,15 @@ class ChatSession:
         self._record({"type": "message", **message})
 
     def _record(self, event: dict[str, Any]) -> None:
-        if self.log is not None:
+        if self.log is None:
+            return
+        try:
             self.log.append(event, header={"model": self.model_name, "system": self.system,
                                            "settings": self.settings_dict()})
+        except (OSError, ValueError) as exc:  # a full disk, a removed folder...: say so once, the chat goes on
+            log.warning("autosave to %s failed (%s); the chat goes on unsaved: /save FILE keeps it",
+                        self.log.path, getattr(exc, "strerror", None) or exc)
+            self.log = None
 
     def record_start(self) -> None:
         """Log the system prompt and settings now in force (after changing them on --continue)."""
@@ -251,21 +263,7 @@ class ChatSession:
             LLMAppError: an unknown key or a bad value (one line; the settings stay as they were).
         """
         items = dict(p.split("=", 1) if "=" in p else (p, "") for p in pairs) if isinstance(pairs, list) else dict(pairs)
-        max_context = self.max_context
-        if "max_context" in items:
-            raw = items.pop("max_context")
-            try:
-                max_context = None if str(raw).lower() in ("none", "0", "") else int(raw)
-            except ValueError:
-                raise LLMAppError(f"bad value for max_context: {raw!r} is not an int") from None
-            if max_context is not None and max_context < 16:
-                raise LLMAppError("max_context must be at least 16 tokens (or none for the model's window)")
-        try:
-            config = apply_overrides(self.config, items)
-        except ValueError as exc:
-            extra = ", max_context" if str(exc).startswith("unknown setting") else ""
-            raise LLMAppError(f"{exc}{extra}") from None
-        self.config, self.max_context = config, max_context
+        self.config, self.max_context = parse_settings(items, self.config, self.max_context)
         if record:
             self._record_settings()
 
@@ -317,7 +315,7 @@ class ChatSession:
         """
         if not text.strip():
             raise LLMAppError("empty message: type something for the model to answer")
-        self.add_message({"role": "user", "content": text})
+        self.add_message({"role": "user", "content": clean_text(text)})
         return self._answer()
 
     def retry(self) -> Reply:
@@ -363,12 +361,19 @@ class ChatSession:
             LLMAppError: unknown command or bad argument (one line).
             ExitChat: ``/exit``.
         """
-        name, _, arg = line.strip().partition(" ")
+        name, _, arg = clean_text(line).strip().partition(" ")
         name = ALIASES.get(name.lower(), name.lower())
         command = COMMANDS.get(name)
         if command is None:
             raise LLMAppError(f"unknown command {name}; try /help (commands: {', '.join(COMMANDS)})")
-        return command.handler(self, arg.strip())
+        if "\x00" in arg:
+            raise LLMAppError(f"{name}: the argument holds a NUL character; type it again")
+        try:
+            return command.handler(self, arg.strip())
+        except LLMAppError:
+            raise
+        except (OSError, ValueError) as exc:  # the disk or a path said no: one line, the chat goes on
+            raise LLMAppError(f"{name} failed: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _to_lc(messages: list[dict[str, Any]]) -> list[Any]:
@@ -426,8 +431,9 @@ def _set(s: ChatSession, arg: str) -> str:
             raise LLMAppError(f"expected key=value, got {bad[0]!r}; e.g. /set temperature=0.7 max_tokens=256")
         s.set(pairs)
     c = s.config
-    return (f"temperature={c.temperature} max_tokens={c.max_tokens} top_p={c.top_p} top_k={c.top_k} "
-            f"repetition_penalty={c.repetition_penalty} seed={c.seed} max_context={s.max_context or 'model'}")
+    values = " ".join(f"{f.name}={','.join(v) if isinstance(v := getattr(c, f.name), list) else v}"
+                      for f in dataclasses.fields(c))
+    return f"{values} max_context={s.max_context or 'model'}"
 
 
 def _rag(s: ChatSession, arg: str) -> str:

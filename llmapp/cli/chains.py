@@ -136,7 +136,9 @@ def summarize(file, strategy, chunk_tokens, model, backend, settings):
 @click.option("--chunker", type=click.Choice(["markdown", "recursive", "tokens"]), default=None,
               help="How files are cut: markdown (headings, paragraphs, sentences; default), recursive, tokens.")
 @click.option("--rebuild", is_flag=True, help="Ignore the existing store (even a corrupt one) and index everything.")
-def index(paths, store, index_type, embeddings, chunk_tokens, chunker, rebuild):
+@click.option("--max-file-mb", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Skip files larger than this (with a warning); raise it for one big document.")
+def index(paths, store, index_type, embeddings, chunk_tokens, chunker, rebuild, max_file_mb):
     """Index files and folders into a FAISS store for retrieval.
 
     Reads .txt, .md, .html and .pdf, recursing folders. Re-running only re-embeds changed files and
@@ -160,7 +162,8 @@ def index(paths, store, index_type, embeddings, chunk_tokens, chunker, rebuild):
     config = dataclasses.replace(RAGConfig(), **chosen) if chosen else None
     existing = store_exists(store) and not rebuild
     emb = None if existing else load_embeddings(embeddings)  # an existing store keeps its own model
-    report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True)
+    report = build_index(list(paths), store, emb, index_type, config, rebuild=rebuild, progress=True,
+                         max_file_bytes=int(max_file_mb * 1e6))
     click.echo(f"{report.store}: {report.chunks} chunks | files: {report.files_indexed} indexed, "
                f"{report.files_unchanged} unchanged, {report.files_removed} removed, {report.files_skipped} skipped "
                f"| {report.seconds:.1f} s")

@@ -24,7 +24,7 @@ Try it:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on; 0.0.0.0 exposes the server to your network.")
-@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
 @click.option("--model", "models", multiple=True,
               help="Model to serve (repeatable): registry name, HF directory, .gguf file, or rag:STORE_DIR. "
                    "Default: smollm2-135m-instruct and minilm-l6.")
@@ -44,30 +44,53 @@ Try it:
 @click.option("--max-body-bytes", default=1_000_000, show_default=True, type=int,
               help="Largest request body; bigger ones get 413.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Browser origin allowed to call (repeatable).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Host name clients may use besides 127.0.0.1, localhost, ::1 and --host (repeatable; '*' = any). "
+                   "Other Host headers get 421: this stops DNS-rebinding web pages.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --api-key (anyone on the network "
+                                                "may use the server and read its stores).")
+@click.option("--max-tokens", default=2048, show_default=True, type=click.IntRange(min=1),
+              help="Cap on any request's max_tokens; larger asks are cut to it (finish_reason 'length').")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds one generation may run; it then stops and returns what it has.")
+@click.option("--max-embedding-inputs", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Inputs per /v1/embeddings request.")
+@click.option("--max-embedding-tokens", default=32_768, show_default=True, type=click.IntRange(min=1),
+              help="Tokens in all inputs of one /v1/embeddings request.")
 def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...], chat_model: str | None,
           backend: str | None, threads: str, api_key: str | None, workers: int, queue_size: int, max_body_bytes: int,
-          cors_origins: tuple[str, ...]) -> None:
+          cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...], insecure: bool, max_tokens: int,
+          timeout: float, max_embedding_inputs: int, max_embedding_tokens: int) -> None:
     """Serve models and RAG stores over an OpenAI-compatible HTTP API.
 
     Endpoints: /v1/models, /v1/chat/completions (streaming), /v1/completions, /v1/embeddings, /health,
     and a chat page for the browser at /.
     Models load before the server accepts traffic.
 
+    Safe by default (docs/security.md): loopback only; Host headers other than loopback names (and
+    --allowed-host) are refused; a non-loopback --host needs --api-key (or --insecure); every request
+    is bounded (--max-body-bytes, --max-tokens, --timeout, --max-embedding-inputs/-tokens).
+
     \b
     Examples:
       llmapp serve                                   # bundled chat + embeddings on 127.0.0.1:8000
       llmapp serve --store ./store --api-key sk-local
       llmapp serve --workers 4 --threads 2           # 4 streams batched on llama.cpp
+      llmapp serve --host 0.0.0.0 --api-key sk-local --allowed-host myhost.lan
       curl http://127.0.0.1:8000/v1/models
     """
     import uvicorn
 
     from llmapp.server import ServeConfig, create_app
 
+    api_key = api_key or None  # an empty LLMAPP_API_KEY is no key
     config = ServeConfig(host=host, port=port, stores=list(stores), chat_model=chat_model, backend=backend,
                          threads=_threads(threads), api_key=api_key,
                          workers=workers, queue_size=queue_size, max_body_bytes=max_body_bytes,
-                         cors_origins=list(cors_origins))
+                         cors_origins=list(cors_origins), allowed_hosts=list(allowed_hosts), insecure=insecure,
+                         max_tokens=max_tokens, timeout=timeout, max_embedding_inputs=max_embedding_inputs,
+                         max_embedding_tokens=max_embedding_tokens)
+    _warn_exposure(config)
     if models:
         config.models = list(models)
     elif stores:  # a store needs a chat model to answer; embeddings come with the store
@@ -83,6 +106,20 @@ def serve(host: str, port: int, models: tuple[str, ...], stores: tuple[str, ...]
         click.echo(_EXAMPLE.format(url=url, chat=chats[0], key="YOUR_API_KEY" if api_key else "none",
                                    auth_h=' -H "Authorization: Bearer $LLMAPP_API_KEY"' if api_key else ""))
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+def _warn_exposure(config) -> None:
+    """Say plainly when the server is reachable from the network, and how clients must address it."""
+    from llmapp.server.guard import WILDCARD_HOSTS, is_loopback
+
+    if is_loopback(config.host):
+        return
+    if not config.api_key:
+        click.echo(f"warning: --insecure: serving on {config.host} with no API key; anyone who can reach this "
+                   "machine can use the models and read the served stores", err=True)
+    if config.host in WILDCARD_HOSTS and not config.allowed_hosts:
+        click.echo("note: clients on other machines must use a Host name allowed with --allowed-host NAME "
+                   "(others get 421)", err=True)
 
 
 def _threads(value: str) -> int | str:

@@ -46,11 +46,16 @@ def train(data: str, preset: str | None, config_file: str | None, overrides: tup
     cfg = preset_config(preset) if preset else TrainConfig()
     try:
         if config_file:
-            cfg = apply_overrides(cfg, json.loads(Path(config_file).read_text()))
+            values = json.loads(Path(config_file).read_text(encoding="utf-8"))
+            if not isinstance(values, dict):
+                raise LLMAppError(f"{config_file} must hold a JSON object of TrainConfig fields, e.g. "
+                                  '{"max_iters": 500}')
+            cfg = apply_overrides(cfg, values)
         run_dir = out or f"runs/{preset or 'gpt'}"
         cfg = apply_overrides(cfg, list(overrides) + [f"data={data}", f"out_dir={run_dir}"])
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise LLMAppError(str(exc)) from None
+    except (ValueError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        where = f"{config_file}: " if config_file and not isinstance(exc, LLMAppError) else ""
+        raise LLMAppError(f"{where}{' '.join(str(exc).split())[:300]}") from None
     if cfg.model_type == "markov":
         from llmapp.train.baselines import train_markov
 
@@ -70,7 +75,8 @@ def train(data: str, preset: str | None, config_file: str | None, overrides: tup
 @click.option("--top-k", default=200, show_default=True, help="Sample among the k likeliest tokens (0 = all).")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
 @click.option("--seed", default=None, type=int, help="The same seed gives the same text.")
-@click.option("-n", "--num-samples", default=1, show_default=True, help="Independent samples to print.")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="Independent samples to print.")
 def sample(ckpt: str, prompt: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
            seed: int | None, num_samples: int) -> None:
     """Sample text from a training checkpoint (GPT or baseline).
@@ -82,9 +88,12 @@ def sample(ckpt: str, prompt: str, max_tokens: int, temperature: float, top_k: i
     """
     import torch
 
+    from llmapp.core.config import GenerationConfig
     from llmapp.core.errors import LLMAppError
     from llmapp.train import checkpoint
 
+    # The same checks as every other decoding path: max_tokens >= 1, 0 <= temperature <= 5, a seed in range...
+    GenerationConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     cfg = checkpoint.read_config(ckpt)
     if not prompt:
         raise LLMAppError("empty prompt; pass --prompt TEXT (the default is a newline)")

@@ -182,8 +182,10 @@ class RAGConfig:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= 100:
             raise ConfigError(f"k={self.k!r}: must be a whole number from 1 to 100 (chunks handed to the model)")
-        if self.fetch_k < 1 or self.chunk_tokens < 16 or not 0 <= self.chunk_overlap < self.chunk_tokens:
-            raise ConfigError("fetch_k must be >= 1, chunk_tokens >= 16 and 0 <= chunk_overlap < chunk_tokens")
+        if (not 1 <= self.fetch_k <= 10_000 or not 16 <= self.chunk_tokens <= 8192
+                or not 0 <= self.chunk_overlap < self.chunk_tokens):
+            raise ConfigError(f"fetch_k={self.fetch_k}, chunk_tokens={self.chunk_tokens}, chunk_overlap={self.chunk_overlap}: "
+                              "need 1 <= fetch_k <= 10000, 16 <= chunk_tokens <= 8192 and 0 <= chunk_overlap < chunk_tokens")
         if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not 1 <= self.max_tokens <= 100_000):
             raise ConfigError(f"max_tokens={self.max_tokens!r}: must be a whole number from 1 (or none: the model's own)")
         for name, valid in (("context", ("plain", "numbered")), ("abstain", ("cosine", "coverage", "fusion", "none")),

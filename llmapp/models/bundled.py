@@ -22,14 +22,12 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from llmapp.core.errors import LLMAppError, ModelNotFound
+from llmapp.core.files import recover_dir, replace_dir
 from llmapp.core.paths import home
 
 log = logging.getLogger(__name__)
@@ -109,31 +107,64 @@ def _cache_path(gguf: Path, suffix: str, cache_root: Path | None) -> Path:
 
 
 def _cached(gguf: Path, suffix: str, build: Callable[[Path, Path], None], cache_root: Path | None) -> Path:
-    """The cache folder for ``gguf``, built by ``build(gguf, tmp)`` under a file lock when missing or damaged."""
+    """The cache folder for ``gguf``, built by ``build(gguf, tmp)`` under a file lock when missing or damaged.
+
+    A file that is not a GGUF is refused before anything is written; a build that fails leaves
+    nothing behind (no folder, no lock file), and one killed midway is cleaned up by the next.
+    """
     from filelock import FileLock
 
     gguf = Path(gguf).resolve()
     if not gguf.is_file():
         raise LLMAppError(f"GGUF file not found: {gguf}; check the path")
+    check_gguf_header(gguf)
     target = _cache_path(gguf, suffix, cache_root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if _cache_ok(target):
-            return target
-        if target.exists():
-            log.warning("cache at %s is incomplete or corrupt; rebuilding it", target)
-            shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-        try:
-            build(gguf, tmp)
-            files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
-            manifest = {"format": CACHE_FORMAT, "source": str(gguf), "files": files}
-            (tmp / "llmapp-cache.json").write_text(json.dumps(manifest, indent=2))
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    lock = Path(str(target) + ".lock")
+    try:
+        with FileLock(str(lock)):
+            recover_dir(target)  # a build killed mid-swap: its previous cache back, its temp folder gone
+            _sweep_legacy_temps(target.parent)
+            if _cache_ok(target):
+                return target
+            if target.exists():
+                log.warning("cache at %s is incomplete or corrupt; rebuilding it", target)
+            with replace_dir(target, markers=()) as tmp:  # the cache folder is llmapp's own
+                build(gguf, tmp)
+                files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
+                manifest = {"format": CACHE_FORMAT, "source": str(gguf), "files": files}
+                (tmp / "llmapp-cache.json").write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        if not target.exists():
+            lock.unlink(missing_ok=True)  # no cache came of it: leave no lock file per bad path either
+        raise
     return target
+
+
+def _sweep_legacy_temps(cache_root: Path, max_age_s: float = 3600.0) -> None:
+    """Delete ``.tmp-XXXXXXXX`` folders an older llmapp left in the cache when killed mid-build (they
+    carry no process id, so only those untouched for an hour are taken for dead)."""
+    import shutil
+    import time
+
+    for p in cache_root.glob(".tmp-*"):
+        try:
+            if p.is_dir() and time.time() - p.stat().st_mtime > max_age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def check_gguf_header(gguf: Path) -> None:
+    """Refuse a file that does not start like a GGUF (magic ``GGUF``, version 1-3) in one line."""
+    try:
+        with gguf.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise LLMAppError(f"cannot read {gguf}: {exc.strerror or exc}; check the path") from None
+    if len(head) < 8 or head[:4] != b"GGUF" or int.from_bytes(head[4:8], "little") not in (1, 2, 3):
+        raise LLMAppError(f"{gguf} is not a GGUF model file (it does not start with a GGUF header); "
+                          "check the file, or pass a Hugging Face folder instead")
 
 
 def _fingerprint(path: Path) -> str:
@@ -200,7 +231,9 @@ def _convert_tokenizer(gguf: Path, out: Path) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except Exception as exc:  # noqa: BLE001
-        raise LLMAppError(f"cannot read the tokenizer of {gguf.name} ({type(exc).__name__}); check the file") from None
+        detail = " ".join(str(exc).split())[:120] or "no detail"
+        raise LLMAppError(f"cannot read the tokenizer of {gguf.name} ({type(exc).__name__}: {detail}); "
+                          "check the file") from None
     tokenizer.save_pretrained(out)
 
 

@@ -31,7 +31,7 @@ from llmapp.core.errors import LLMAppError
 from llmapp.server.catalog import load_catalog
 from llmapp.server.config import ServeConfig
 from llmapp.server.errors import add_error_handlers
-from llmapp.server.guard import Guard
+from llmapp.server.guard import Guard, allowed_hosts
 from llmapp.server.pool import WorkerPool
 from llmapp.server.routes import ROUTERS
 
@@ -45,6 +45,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         LLMAppError: an unknown model, a missing store, a bad setting.
     """
     catalog = load_catalog(config)
+    _set_deadline(catalog, config.timeout)
     if config.warmup:
         _warm_up(catalog)
     pool = WorkerPool(config.workers, config.queue_size)
@@ -59,7 +60,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     add_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes,
+                       hosts=allowed_hosts(config.host, config.allowed_hosts))
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -103,6 +105,15 @@ def _warm_up(catalog: dict) -> None:
             chat.with_generation({"max_tokens": 1}).invoke("Hi")
         except Exception as exc:  # noqa: BLE001 - a warm-up failure must not stop the server; requests will say why
             log.warning("warm-up of %s failed: %s", getattr(chat, "model", chat), exc)
+
+
+def _set_deadline(catalog: dict, timeout: float) -> None:
+    """Every generation stops after ``timeout`` seconds with what it has (the chat models' ``timeout``)."""
+    for served in catalog.values():
+        if served.chat is not None and "timeout" in type(served.chat).model_fields:
+            served.chat = served.chat.model_copy(update={"timeout": timeout})
+        if served.kind == "chat":
+            served.options["timeout"] = timeout  # the plain-text model /v1/completions builds
 
 
 def _version() -> str:

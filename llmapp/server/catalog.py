@@ -177,8 +177,9 @@ def _relay(stream: Iterator[str], parts: list[str]) -> Iterator[str]:
         stream.close()
 
 
-def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
-    """Embed ``texts``; yields one ``(vectors, token_count)`` pair. Over-long texts are refused, not cut."""
+def embeddings_producer(served: ServedModel, texts: list[str], max_total_tokens: int | None = None) -> Producer:
+    """Embed ``texts``; yields one ``(vectors, token_count)`` pair. Over-long texts are refused, not cut,
+    and so is a request of more than ``max_total_tokens`` tokens in all."""
 
     def produce() -> Iterator[Any]:
         from llmapp.models.embeddings import load_sentence_transformer
@@ -191,6 +192,10 @@ def embeddings_producer(served: ServedModel, texts: list[str]) -> Producer:
                 if n > limit:
                     raise APIError(400, f"input[{i}] is {n} tokens but {served.name} reads at most {limit}; "
                                    "split the text into smaller chunks", param="input", code="context_length_exceeded")
+            if max_total_tokens and sum(lengths) > max_total_tokens:
+                raise APIError(400, f"the inputs are {sum(lengths)} tokens in all, over this server's limit of "
+                               f"{max_total_tokens} per request; send them in smaller batches", param="input",
+                               code="request_too_large")
             vectors = st.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
         yield vectors, sum(lengths)
@@ -260,7 +265,10 @@ def _load_store(folder: str) -> Any:
         from chains.stores import is_postgres, open_store
     except ImportError as exc:
         raise LLMAppError(f"RAG stores need the chains package, which is not importable here ({exc})") from None
-    if not is_postgres(folder) and not Path(folder).expanduser().is_dir():
+    from llmapp.core.files import readable_dir
+
+    # readable_dir: a store left mid-swap by a killed writer is still served
+    if not is_postgres(folder) and not readable_dir(Path(folder).expanduser()).is_dir():
         raise LLMAppError(f"store {folder!r} is not a folder; build one with: llmapp index FILES --store {folder}")
     return open_store(folder)  # a folder or a postgresql:// URL
 

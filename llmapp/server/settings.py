@@ -3,7 +3,8 @@
 Every GenerationConfig field that has an ``openai`` wire name is read from the request under that
 name (OpenAI's own fields, plus vLLM's names for the rest, such as ``top_k`` and
 ``repetition_penalty``), so a new decoding setting reaches the API without touching the server.
-Settings are validated here, before a job is queued: a bad one is a 400 naming the field.
+Settings are validated here, before a job is queued: a bad one is a 400 naming the field. A valid
+``max_tokens`` above the server's cap (``llmapp serve --max-tokens``) is cut to the cap.
 """
 
 from __future__ import annotations
@@ -36,4 +37,7 @@ def generation_settings(body: Any, config: Any) -> dict[str, Any]:
     except ConfigError as exc:
         name = str(exc).split("=", 1)[0].split(":", 1)[0].strip()
         raise APIError(400, str(exc), param=WIRE_NAMES.get(name, name), code="invalid_value") from None
+    # The server's cap (llmapp serve --max-tokens): a larger ask is cut to it, not refused, as OpenAI
+    # clients send generous defaults; the reply's finish_reason "length" says when it bit.
+    settings["max_tokens"] = min(settings["max_tokens"], config.max_tokens)
     return settings

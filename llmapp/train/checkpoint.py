@@ -25,9 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from llmapp.core.errors import LLMAppError
-from llmapp.core.files import replace_dir
+from llmapp.core.files import readable_dir, recover_dir, replace_dir
+from llmapp.core.validate import refuse
+from llmapp.train.checks import (
+    DAMAGED_FIX,
+    check_history,
+    check_run_config,
+    check_state,
+    model_config,
+    read_run_json,
+)
 
 FORMAT = 1
+CHECKPOINT_NAMES = ("last", "best")  # the checkpoints a run folder holds
 WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
 # Linear weights that GPT-2's HF implementation stores as Conv1D, i.e. transposed.
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -38,6 +48,9 @@ def save(folder: str | Path, model: Any, state: dict, config: dict, history: dic
     import torch
     from safetensors.torch import save_model
 
+    folder = Path(folder)
+    for sibling in CHECKPOINT_NAMES:  # a save killed mid-way on the other checkpoint: clean it up too
+        recover_dir(folder.with_name(sibling))
     with replace_dir(folder) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
@@ -47,9 +60,10 @@ def save(folder: str | Path, model: Any, state: dict, config: dict, history: dic
 
 
 def find(folder: str | Path) -> Path:
-    """The checkpoint folder to read: ``folder`` itself, a run's ``last``, or a ``.old`` left by a crash."""
+    """The checkpoint folder to read: ``folder`` itself or a run's ``last`` (each, if a save was killed
+    mid-swap, its whole previous copy: ``readable_dir``), or a ``.old`` left by an older llmapp."""
     folder = Path(folder)
-    for candidate in (folder, folder / "last", folder.with_name(folder.name + ".old")):
+    for candidate in (readable_dir(folder), readable_dir(folder / "last"), folder.with_name(folder.name + ".old")):
         if (candidate / "config.json").exists() and any((candidate / w).exists() for w in WEIGHTS):
             return candidate
     raise LLMAppError(f"no checkpoint in {folder} (config.json + model.safetensors); "
@@ -57,10 +71,13 @@ def find(folder: str | Path) -> Path:
 
 
 def read_config(folder: str | Path) -> dict:
-    cfg = json.loads((find(folder) / "config.json").read_text())
-    if cfg.get("format") != FORMAT:
-        raise LLMAppError(f"checkpoint format {cfg.get('format')} is not supported (expected {FORMAT})")
-    return cfg
+    """A checkpoint's ``config.json``, checked for shape (one line naming the file if it is damaged)."""
+    path = find(folder) / "config.json"
+    cfg = read_run_json(path)
+    if isinstance(cfg, dict) and cfg.get("format") != FORMAT:
+        raise LLMAppError(f"{path}: checkpoint format {cfg.get('format')!r} is not supported (expected {FORMAT}); "
+                          "use the llmapp that wrote it, or train again")
+    return check_run_config(cfg, path)
 
 
 def tokenizer_of(config: dict):
@@ -72,7 +89,6 @@ def tokenizer_of(config: dict):
 
 def load_model(folder: str | Path, device: str = "cpu"):
     """Rebuild the GPT of a checkpoint. Returns ``(model, tokenizer, config_dict)``."""
-    from safetensors.torch import load_model as load_weights
 
     path = find(folder)
     cfg = read_config(path)
@@ -80,15 +96,28 @@ def load_model(folder: str | Path, device: str = "cpu"):
     if kind == "gpt":
         from llmapp.train.gpt import GPT, GPTConfig
 
-        model = GPT(GPTConfig(**cfg["model"]))
+        model = GPT(model_config(GPTConfig, cfg["model"], path / "config.json"))
     elif kind == "lstm":
         from llmapp.train.baselines import CharLSTM, LSTMConfig
 
-        model = CharLSTM(LSTMConfig(**cfg["model"]))
+        model = CharLSTM(model_config(LSTMConfig, cfg["model"], path / "config.json"))
     else:
         raise LLMAppError(f"{path} holds a {kind} baseline, not a network; load it with llmapp.train.baselines")
-    load_weights(model, str(path / "model.safetensors"), device=device)
+    load_weights_into(model, path / "model.safetensors", device)
     return model.to(device).eval(), tokenizer_of(cfg), cfg
+
+
+def load_weights_into(model: Any, file: Path, device: str = "cpu") -> None:
+    """Load ``model.safetensors`` into ``model``; a damaged or mismatched file is one line naming it."""
+    from safetensors.torch import load_model as load_weights
+
+    if not file.is_file():
+        raise LLMAppError(f"{file} is missing; {DAMAGED_FIX}")
+    try:
+        load_weights(model, str(file), device=device)
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, a shape mismatch, a truncated file: all one line
+        raise refuse(str(file), f"damaged or not this model's weights ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})", DAMAGED_FIX) from None
 
 
 def load_state(folder: str | Path) -> dict:
@@ -99,11 +128,18 @@ def load_state(folder: str | Path) -> dict:
     if not path.exists():
         raise LLMAppError(f"{path.parent} has weights but no training state (state.pt), so it cannot be resumed; "
                           "start a new run, or fine-tune from it")
-    return torch.load(path, weights_only=True, map_location="cpu")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises anything from zipfile to pickle
+        raise refuse(str(path), f"damaged ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                     DAMAGED_FIX) from None
+    return check_state(state, path)
 
 
 def load_history(folder: str | Path) -> dict:
-    return json.loads((find(folder) / "history.json").read_text())
+    """A checkpoint's ``history.json`` (losses and evaluations), checked for shape."""
+    path = find(folder) / "history.json"
+    return check_history(read_run_json(path), path)
 
 
 def export_hf(ckpt: str | Path, out: str | Path) -> Path:

@@ -136,7 +136,11 @@ class Dataset:
 
     def split(self, name: str) -> np.memmap:
         """The ids of ``train`` or ``val``, memory-mapped (a new map each call: cheap, and fork-safe)."""
-        return np.memmap(self.folder / f"{name}.bin", dtype=self.meta["dtype"], mode="r")
+        file = self.folder / f"{name}.bin"
+        if not file.is_file() or file.stat().st_size == 0:  # numpy cannot map an empty file
+            raise LLMAppError(f"{file} is missing or empty: the {name} split has no tokens; prepare the data "
+                              "again from a longer text")
+        return np.memmap(file, dtype=self.meta["dtype"], mode="r")
 
     @classmethod
     def load(cls, folder: str | Path) -> Dataset:
@@ -163,6 +167,9 @@ def prepare(source: str | Path, out_dir: str | Path, tokenizer: str = "char", va
     tok = CharTokenizer.fit(text) if tokenizer == "char" else HFTokenizer(tokenizer)
     cut = int(len(text) * (1 - val_fraction))
     train, val = tok.encode(text[:cut]), tok.encode(text[cut:])
+    if len(train) < 2 or len(val) < 2:
+        raise LLMAppError(f"{source} has only {len(text)} characters: too little to split into training and "
+                          "validation text; give it at least a few thousand characters")
     dtype = "uint16" if tok.vocab_size < 2**16 else "uint32"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from typing import Any
 from llmapp.core.errors import LLMAppError
 from llmapp.core.files import write_text
 from llmapp.train import checkpoint
+from llmapp.train.checks import check_train_config
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU (bf16 is slower on these CPUs)
     compile: bool = False  # torch.compile: worth it on GPUs; its compile time outweighs short CPU runs
     threads: int = 0  # CPU threads; 0 = torch's default (one per core)
+
+    def __post_init__(self) -> None:
+        check_train_config(self)  # every way in (presets, --set, --config, resume) is checked here
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,6 +137,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     from llmapp.train.data import Dataset, get_batch, prepare
 
     out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise LLMAppError(f"--out {out} is a file; pick a folder for the run (nothing was written)")
     ds = _dataset(cfg, out, Dataset, prepare)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -307,7 +313,6 @@ def _optimizer(model: Any, cfg: TrainConfig, device: Any) -> Any:
 def _restore(out: Path, model: Any, opt: Any, gen: Any, mcfg: Any) -> tuple[int, float, dict]:
     """Load ``out/last`` into the fresh model, optimizer and generator; refuse a different model shape."""
     import torch
-    from safetensors.torch import load_model
 
     saved = checkpoint.read_config(out / "last")
     if saved["model"] != asdict(mcfg):
@@ -315,11 +320,17 @@ def _restore(out: Path, model: Any, opt: Any, gen: Any, mcfg: Any) -> tuple[int,
         raise LLMAppError(f"checkpoint in {out / 'last'} is from a different model config {diff} (saved, now); "
                           "use the same --preset/--set, or a new --out")
     state = checkpoint.load_state(out / "last")
-    load_model(model, str(checkpoint.find(out / "last") / "model.safetensors"))
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    gen.set_state(state["batch_rng"])
-    return int(state["step"]), float(state["best_val"]), checkpoint.load_history(out / "last")
+    folder = checkpoint.find(out / "last")
+    checkpoint.load_weights_into(model, folder / "model.safetensors")
+    history = checkpoint.load_history(out / "last")
+    try:
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        gen.set_state(state["batch_rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise LLMAppError(f"{folder / 'state.pt'}: the optimizer or RNG state does not fit this model ({exc}); "
+                          f"{checkpoint.DAMAGED_FIX}") from None
+    return int(state["step"]), float(state["best_val"]), history
 
 
 class _StopRequest:

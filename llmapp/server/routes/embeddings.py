@@ -1,4 +1,9 @@
-"""``POST /v1/embeddings``: float or base64 vectors, with the input count capped per request."""
+"""``POST /v1/embeddings``: float or base64 vectors, with the inputs capped per request.
+
+Limits (``llmapp serve`` flags; docs/serve.md): at most ``--max-embedding-inputs`` inputs (256) and
+``--max-embedding-tokens`` tokens in all (32,768), each input within the model's window (256 for
+MiniLM), the body within ``--max-body-bytes``. Each is a 400 naming the limit, before any work.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +25,10 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
     texts = body.texts()
     limit = state.config.max_embedding_inputs
     if len(texts) > limit:
-        raise APIError(400, f"{len(texts)} inputs is over the limit of {limit} per request; send them in batches",
-                       param="input")
-    job = submit(state.pool, embeddings_producer(served, texts), f"embeddings {body.model}")
+        raise APIError(400, f"{len(texts)} inputs is over this server's limit of {limit} per request; send them in "
+                       "batches", param="input", code="request_too_large")
+    job = submit(state.pool, embeddings_producer(served, texts, state.config.max_embedding_tokens),
+                 f"embeddings {body.model}")
     vectors, tokens = await first(request, job, "input")
     if body.dimensions not in (None, vectors.shape[1]):
         raise APIError(400, f"{body.model} makes {vectors.shape[1]}-dimensional vectors; drop `dimensions` "
