@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from llmapp.train.registry import ModelType
 
 FORMAT = 1
 WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
+RUN_FILES = ("last", "best", "loss.png")  # what the loop writes into a run folder
 PRETRAIN = "pretrain"  # config.json's "objective" for `llmapp train` runs (the default: older runs lack the key)
 
 
@@ -207,6 +209,24 @@ def export_hf(ckpt: str | Path, out: str | Path) -> Path:
         (tmp / "llmapp-export.json").write_text(json.dumps({"format": FORMAT, "source": str(find(ckpt)),
                                                            "train_config": loaded.config.get("train", {})}, indent=2))
     return Path(out)
+
+
+def carry_over(old: Path, new: Path, names: tuple[str, ...] = RUN_FILES) -> None:
+    """Put ``old``'s files ``names`` into ``new``, the folder about to replace it (``replace_dir``): hard
+    links where the file system has them (instant, no extra space), copies elsewhere. ``old`` is untouched,
+    so a failed save still leaves the run's checkpoints where they were."""
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    for name in names:
+        src = old / name
+        if src.is_dir():
+            shutil.copytree(src, new / name, copy_function=link)
+        elif src.is_file():
+            link(str(src), str(new / name))
 
 
 @contextmanager
