@@ -16,7 +16,7 @@ OBJECTIVES = ("causal", "mlm")  # next-token loss on a causal LM; the masked-LM 
 @click.command()
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="causal", show_default=True,
               help="causal: a causal LM on your data; mlm: the MLM head of the bundled MiniLM (minilm-l6-mlm).")
-@click.option("--model", default="smollm2-135m-instruct", show_default=True,
+@click.option("--model", default=None, show_default="smollm2-135m-instruct",
               help="Registry name, local HF directory, .gguf file or hub id (causal only).")
 @click.option("--data", default=None, type=click.Path(),
               help="Text, JSONL with 'text', or chat JSONL with 'messages' (mlm: optional, text only).")
@@ -27,7 +27,7 @@ OBJECTIVES = ("causal", "mlm")  # next-token loss on a causal LM; the masked-LM 
                    "(mlm: --set unfreeze_layers=1).")
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT/last (weights, optimizer, RNG, step).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def finetune(objective: str, model: str, data: str | None, out: str, lora: bool, overrides: tuple[str, ...],
+def finetune(objective: str, model: str | None, data: str | None, out: str, lora: bool, overrides: tuple[str, ...],
              resume: bool, quiet: bool) -> None:
     """Fine-tune a Hugging Face causal LM (full or LoRA) on text or chat JSONL, or train the MLM head.
 
@@ -46,16 +46,20 @@ def finetune(objective: str, model: str, data: str | None, out: str, lora: bool,
     from llmapp.core.errors import LLMAppError
 
     if objective == "mlm":
-        if lora:
-            raise LLMAppError("--lora is for --objective causal; the MLM objective trains the head itself")
+        if lora or model:
+            raise LLMAppError(f"{'--lora' if lora else '--model'} is for --objective causal; the MLM objective "
+                              "trains the head of the bundled MiniLM")
         _mlm(data, out, overrides, resume, quiet)
         return
     if not data:
         raise LLMAppError("no training data; pass --data FILE (text, JSONL with 'text', or chat JSONL)")
+    import dataclasses
+
     from llmapp.train.finetune import FinetuneConfig
     from llmapp.train.finetune import finetune as run
 
-    cfg = _configured(FinetuneConfig(model=model, data=data, out_dir=out, lora=lora), overrides)
+    cfg = FinetuneConfig(data=data, out_dir=out, lora=lora)
+    cfg = _configured(dataclasses.replace(cfg, model=model) if model else cfg, overrides)
     r = run(cfg, progress=not quiet, resume=resume)
     click.echo(f"done: {r.steps} steps in {r.seconds:.1f} s ({r.tokens_per_s:,.0f} tokens/s); loss {r.first_loss:.3f} -> "
                f"{r.last_loss:.3f}, held-out {r.val_loss:.3f}; trained {r.trainable_params:,} of {r.total_params:,} "
