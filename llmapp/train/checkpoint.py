@@ -215,18 +215,28 @@ def carry_over(old: Path, new: Path, names: tuple[str, ...] = RUN_FILES) -> None
     """Put ``old``'s files ``names`` into ``new``, the folder about to replace it (``replace_dir``): hard
     links where the file system has them (instant, no extra space), copies elsewhere. ``old`` is untouched,
     so a failed save still leaves the run's checkpoints where they were."""
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
     for name in names:
         src = old / name
         if src.is_dir():
-            shutil.copytree(src, new / name, copy_function=link)
+            shutil.copytree(src, new / name, copy_function=_link)
         elif src.is_file():
-            link(str(src), str(new / name))
+            _link(str(src), str(new / name))
+
+
+def duplicate(src: str | Path, dst: str | Path) -> Path:
+    """Make checkpoint folder ``dst`` a copy of ``src`` atomically, by hard links where possible: saving
+    ``best`` at the step ``last`` was just saved costs no second write (files are replaced, never edited)."""
+    with replace_dir(dst) as tmp:
+        for f in Path(src).iterdir():
+            _link(str(f), str(tmp / f.name))
+    return Path(dst)
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 @contextmanager
