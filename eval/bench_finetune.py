@@ -1,7 +1,8 @@
 """Benchmark: fine-tuning SmolLM2-135M on a small chat JSONL, full against LoRA, side by side.
 
 Each variant runs in its own process, so peak RSS is its own: tokens/s (non-padding tokens through
-forward and backward) and peak RSS for full fine-tuning and for LoRA (r=8, merged on save).
+forward and backward, per second of training steps: the closing evaluation and checkpoint are not
+counted) and peak RSS for full fine-tuning and for LoRA (r=8, merged on save).
 
     python -m eval.bench_finetune --quick
 """
@@ -19,7 +20,7 @@ _RUN = """
 import json, resource
 from llmapp.train.finetune import FinetuneConfig, finetune
 r = finetune(FinetuneConfig(model={model!r}, data={data!r}, out_dir={out!r}, lora={lora}, max_iters={steps},
-                            batch_size=4, warmup_iters=1), progress=False)
+                            batch_size=4, warmup_iters=1, eval_iters=1), progress=False)
 print(json.dumps({{"tokens_per_s": r.tokens_per_s, "seconds": r.seconds, "trainable_params": r.trainable_params,
                   "loss_first": r.first_loss, "loss_last": r.last_loss,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))

@@ -2,7 +2,7 @@
 
 Runs preset ``shakespeare-char-cpu`` (4 layers, 4 heads, 128 dims, block 64, batch 12, 2,000
 iterations, dropout 0, lr 1e-3) on Tiny Shakespeare (``llmapp/corpora``, the same file as ``../shared/data/``) and reports wall time,
-tokens/s, the validation loss (the trainer's 20-batch estimate, as nanoGPT reports it, and the loss
+tokens/s (of the training steps: evaluations and checkpoints are in the wall time, not here), the validation loss (the trainer's 20-batch estimate, as nanoGPT reports it, and the loss
 over the whole validation split) and MFU against this CPU's peak. Targets: val loss ≤ 1.89 and wall
 time ≤ 85 s on a 2-core machine (nanoGPT's own loop: 1.886 in 84 s here, ~20k tokens/s).
 

@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eval.report import REPORT_FILE, RESULTS_FILE, write_outputs  # noqa: F401  (the file names, re-exported)
 from eval.tasks import EvalContext, Task, get_task
 from llmapp.core.config import apply_overrides
 from llmapp.core.errors import LLMAppError
-from llmapp.core.files import write_text
 
 log = logging.getLogger(__name__)
 
 RESULTS_VERSION = 1  # bump when results.json changes shape
-CACHE_FILE, RESULTS_FILE, REPORT_FILE = "cache.jsonl", "results.json", "report.md"
+CACHE_FILE = "cache.jsonl"
 PACKAGES = ("llmapp", "torch", "transformers", "sentence-transformers", "langchain-core", "faiss-cpu", "bm25s",
             "rouge-score")
 
@@ -174,19 +174,6 @@ def _run_task(task: Task, cache: ExampleCache, progress: bool) -> dict[str, Any]
                                          "metrics": task.aggregate(records), "samples": task.samples(records)}
     entry["seconds"] = round(time.perf_counter() - t0, 2)
     return entry
-
-
-def write_outputs(results: dict[str, Any], out: Path) -> None:
-    """Write results.json, report.md and one PNG per task into ``out`` (each atomically)."""
-    from eval.report import plot_task, render_markdown
-
-    for name, entry in results["tasks"].items():
-        png = out / f"{name}.png"
-        if entry["plot_metrics"]:
-            plot_task(name, entry, png)
-            entry["plot"] = png.name
-    write_text(out / RESULTS_FILE, json.dumps(results, indent=2, default=str))
-    write_text(out / REPORT_FILE, render_markdown(results))
 
 
 def _fingerprint(task: str, config: dict, system: dict, seed: int) -> str:

@@ -13,7 +13,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llmapp.core.files import write_text
+
 ARROW = {"higher": " ↑", "lower": " ↓", "": ""}
+RESULTS_FILE, REPORT_FILE = "results.json", "report.md"
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    """Write results.json, report.md and one PNG per task into ``out`` (each atomically)."""
+    for name, entry in results["tasks"].items():
+        png = out / f"{name}.png"
+        if entry["plot_metrics"]:
+            plot_task(name, entry, png)
+            entry["plot"] = png.name
+    write_text(out / RESULTS_FILE, json.dumps(results, indent=2, default=str))
+    write_text(out / REPORT_FILE, render_markdown(results))
 
 
 def fmt(value: Any) -> str:
@@ -106,7 +120,5 @@ def plot_task(name: str, entry: dict[str, Any], path: Path) -> None:
 if __name__ == "__main__":
     results_path = Path(sys.argv[1])
     data = json.loads(results_path.read_text(encoding="utf-8"))
-    from eval.harness import write_outputs
-
     write_outputs(data, results_path.parent)
     print(results_path.parent / "report.md")

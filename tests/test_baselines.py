@@ -91,7 +91,7 @@ def test_bits_per_char_across_markov_lstm_gpt_and_smollm2(runs, tmp_path):
 
 def test_bits_per_char_is_the_common_scoring_interface(runs):
     from eval.tasks.perplexity import score_checkpoint
-    from llmapp.train.baselines import bits_per_char
+    from llmapp.train.checkpoint import bits_per_char
 
     text = (runs / "held_out.txt").read_text()[:600]
     for kind in ("markov", "gpt"):

@@ -77,3 +77,64 @@ def test_unfreezing_the_top_layer_trains_and_ships_it_with_the_head(tmp_path):
     model, _ = load_mlm_model(out)
     assert torch.equal(model.state_dict()[layer5], saved[layer5])
     assert report["params"] > 1_000_000 and json.loads(out.with_suffix(".json").read_text())["config"]["unfreeze_layers"] == 1
+
+
+@pytest.fixture(scope="module")
+def small_text(tmp_path_factory):
+    from tests.conftest import CORPORA
+
+    path = tmp_path_factory.mktemp("mlm") / "small.txt"
+    path.write_text((CORPORA / "tinyshakespeare.txt").read_text()[:30_000])  # ~80 rows of 128 tokens: seconds
+    return path
+
+
+def _small(small_text, out, **changes):
+    settings = dict(data=str(small_text), out_dir=str(out), max_iters=6, batch_size=4, encode_batches=2,
+                    eval_iters=1, eval_interval=3, positions_per_step=64, threads=1) | changes
+    return MLMConfig(**settings)
+
+
+def test_mlm_objective_evaluates_and_resumes_exactly(small_text, tmp_path):
+    from llmapp.train import checkpoint
+    from llmapp.train.mlm import train_head
+
+    whole = train_head(_small(small_text, tmp_path / "whole"), tmp_path / "whole.safetensors", progress=False)
+    history = checkpoint.load_history(tmp_path / "whole" / "last")
+    assert [e["step"] for e in history["evals"]] == [3, 6] and all(e["val"] > 0 for e in history["evals"])
+    assert (tmp_path / "whole" / "best").is_dir() and (tmp_path / "whole" / "loss.png").exists()
+    assert whole["config"]["max_iters"] == 6
+
+    def interrupt(step, loss):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    cfg = _small(small_text, tmp_path / "split")
+    with pytest.raises(KeyboardInterrupt):
+        train_head(cfg, tmp_path / "split.safetensors", progress=False, on_step=interrupt)
+    assert checkpoint.load_state(tmp_path / "split" / "last")["step"] == 4
+    assert not (tmp_path / "split.safetensors").exists()
+    train_head(cfg, tmp_path / "split.safetensors", progress=False, resume=True)
+    assert checkpoint.load_history(tmp_path / "split" / "last") == history  # losses and evaluations, bit for bit
+    assert (tmp_path / "split.safetensors").read_bytes() == (tmp_path / "whole.safetensors").read_bytes()
+
+
+def test_mlm_head_trains_from_the_command_line_into_a_loadable_masked_lm(small_text, tmp_path):
+    from click.testing import CliRunner
+
+    from llmapp.cli import cli
+
+    out = tmp_path / "mlm"
+    args = ["finetune", "--objective", "mlm", "--data", str(small_text), "--out", str(out), "--quiet",
+            "--set", "max_iters=4", "--set", "batch_size=4", "--set", "encode_batches=2", "--set", "eval_iters=1",
+            "--set", "positions_per_step=64", "--set", "threads=1"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "done: 4 steps" in r.output and "held-out top-5" in r.output
+    preds = load_masked_lm(str(out), device="cpu").fill_mask("The king sat on the [MASK].", top_k=3)
+    assert len(preds) == 3
+    model, _ = load_mlm_model(out / "mlm_head.safetensors")  # the head alone, as it ships
+    assert json.loads((out / "mlm_head.json").read_text())["config"]["max_iters"] == 4
+    again = CliRunner().invoke(cli, [*args, "--resume"])
+    assert again.exit_code != 0 and "already finished at step 4" in str(again.exception)
+    lora = CliRunner().invoke(cli, [*args, "--lora"])
+    assert lora.exit_code != 0 and "--lora is for --objective causal" in str(lora.exception)

@@ -25,6 +25,9 @@ from eval.baselines import CharNGram
 from eval.metrics import bits_per_char, perplexity
 from eval.tasks.base import System, Task, limited, model_systems
 from llmapp.core.errors import LLMAppError
+from llmapp.train import checkpoint
+from llmapp.train.checkpoint import is_checkpoint
+from llmapp.train.registry import sliding_nll
 
 
 def _demo_notes() -> str:
@@ -158,55 +161,11 @@ def score_hf(name: str, text: str, window: int, stride: int) -> tuple[float, int
 
 
 def score_checkpoint(folder: str, text: str, window: int, stride: int) -> tuple[float, int]:
-    """Summed NLL (nats) and scored tokens of ``text`` under a training checkpoint of ``llmapp train``:
-    the minimal GPT (sliding window within its block size) or a baseline (Markov, LSTM).
+    """Summed NLL (nats) and scored tokens of ``text`` under a training checkpoint of ``llmapp train``,
+    scored by its model type's ``rolling_nll`` (``llmapp.train.registry``): the GPT in sliding windows
+    within its block size, the LSTM in windows of ``window`` tokens, the Markov chain by its counts.
 
     A character model has no boundary token, so its first character is charged at a uniform
     ``log(vocab)``; every character is then paid for, as with the other systems.
     """
-    from llmapp.train import checkpoint
-
-    cfg = checkpoint.read_config(folder)
-    if cfg["train"].get("model_type", "gpt") == "markov":
-        from llmapp.train.baselines import load_markov
-
-        return load_markov(checkpoint.find(folder)).nll(text), len(text)
-    model, tok, _ = checkpoint.load_model(folder)
-    ids = tok.encode(text)
-    nll, scored = sliding_nll(ids, 1, min(window, cfg["model"]["block_size"]), stride, lambda x: model(x)[0])
-    return nll + math.log(tok.vocab_size), scored + 1
-
-
-def is_checkpoint(name: str) -> bool:
-    """True for a folder written by ``llmapp train`` (a run, or its last/ or best/)."""
-    path = Path(name).expanduser()
-    return path.is_dir() and any((p / "config.json").exists() and (p / "history.json").exists()
-                                 for p in (path, path / "last"))  # written by llmapp train (GPT, LSTM, Markov)
-
-
-def sliding_nll(ids: list[int], first: int, window: int, stride: int, logits_fn: Any) -> tuple[float, int]:
-    """Summed NLL (nats) of ``ids[first:]`` scored in windows of ``window`` tokens advancing by ``stride``.
-
-    Each token is scored once, with as much context as its window gives (the Hugging Face recipe).
-    ``logits_fn`` maps a (1, T) id tensor to (1, T, vocab) logits.
-    """
-    import torch
-
-    window = max(2, window)
-    stride = max(1, min(stride, window - 1))
-    nll, scored, done = 0.0, 0, first  # done: tokens before this position are already scored
-    with torch.inference_mode():
-        for begin in range(0, len(ids), stride):
-            end = min(begin + window, len(ids))
-            if end <= done:
-                break
-            x = torch.tensor([ids[begin:end]])
-            logp = torch.log_softmax(logits_fn(x)[0, :-1].float().cpu(), dim=-1)  # (T-1, V): predicts x[1:]
-            lo = max(done, begin + 1)  # positions lo..end-1 are scored in this window
-            targets = x[0, lo - begin:end - begin]
-            nll -= logp[lo - begin - 1:end - begin - 1].gather(1, targets[:, None]).sum().item()
-            scored += end - lo
-            done = end
-            if end == len(ids):
-                break
-    return nll, scored
+    return checkpoint.load(folder).rolling_nll(text, window, stride)

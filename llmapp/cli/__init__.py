@@ -46,7 +46,7 @@ SUMMARIES: dict[str, str] = {
     "train": "Train the minimal GPT (or a baseline) on a text file.",
     "sample": "Sample text from a training checkpoint.",
     "export": "Export a GPT checkpoint as a Hugging Face model directory.",
-    "finetune": "Fine-tune a Hugging Face causal LM (full or LoRA) on text or chat JSONL.",
+    "finetune": "Fine-tune a causal LM (full or LoRA) on text or chat JSONL, or train the MLM head.",
     "eval": "Run evaluation tasks and write results.json, report.md and plots.",
     "bench": "Run performance benchmarks and print a table (and JSON).",
     "serve": "Serve models and RAG stores over an OpenAI-compatible HTTP API.",

@@ -56,15 +56,10 @@ def train(data: str, preset: str | None, config_file: str | None, overrides: tup
     except (ValueError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         where = f"{config_file}: " if config_file and not isinstance(exc, LLMAppError) else ""
         raise LLMAppError(f"{where}{' '.join(str(exc).split())[:300]}") from None
-    if cfg.model_type == "markov":
-        from llmapp.train.baselines import train_markov
-
-        click.echo(f"saved the Markov baseline to {train_markov(cfg, progress=not quiet)}")
-        return
     result = run(cfg, resume=resume, progress=not quiet)
-    click.echo(f"done: {result.steps} steps in {result.seconds:.1f} s ({result.tokens_per_s:,.0f} tokens/s); "
-               f"val loss {result.final_val:.4f} (best {result.best_val:.4f})\n"
-               f"checkpoints: {result.out_dir}/best, {result.out_dir}/last; curve: {result.out_dir}/loss.png")
+    click.echo(result.summary())
+    if result.steps:
+        click.echo(f"checkpoints: {result.out_dir}/best, {result.out_dir}/last; curve: {result.out_dir}/loss.png")
 
 
 @click.command()
@@ -86,31 +81,18 @@ def sample(ckpt: str, prompt: str, max_tokens: int, temperature: float, top_k: i
       llmapp sample --ckpt runs/shakespeare --prompt "ROMEO:" --seed 1
       llmapp sample --ckpt runs/shakespeare/best -n 3 --max-tokens 100 --temperature 0.7
     """
-    import torch
-
     from llmapp.core.config import GenerationConfig
     from llmapp.core.errors import LLMAppError
     from llmapp.train import checkpoint
 
     # The same checks as every other decoding path: max_tokens >= 1, 0 <= temperature <= 5, a seed in range...
     GenerationConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    cfg = checkpoint.read_config(ckpt)
     if not prompt:
         raise LLMAppError("empty prompt; pass --prompt TEXT (the default is a newline)")
-    if cfg["train"].get("model_type", "gpt") == "markov":
-        from llmapp.train.baselines import load_markov
-
-        chain = load_markov(checkpoint.find(ckpt))
-        for i in range(num_samples):
-            text = chain.generate(prompt, max_tokens, temperature, top_k, None if seed is None else seed + i)
-            click.echo(text + ("\n---------------" if num_samples > 1 else ""))
-        return
-    model, tok, _ = checkpoint.load_model(ckpt)
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    x = torch.tensor([tok.encode(prompt)], dtype=torch.long)
-    for _ in range(num_samples):
-        out = model.generate(x, max_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, generator=gen)
-        click.echo(tok.decode(out[0].tolist()) + ("\n---------------" if num_samples > 1 else ""))
+    model = checkpoint.load(ckpt)  # through the model type recorded in the checkpoint
+    for text in model.sample(prompt, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                             n=num_samples):
+        click.echo(text + ("\n---------------" if num_samples > 1 else ""))
 
 
 @click.command()
@@ -118,6 +100,9 @@ def sample(ckpt: str, prompt: str, max_tokens: int, temperature: float, top_k: i
 @click.option("--out", required=True, type=click.Path(), help="Folder for the Hugging Face model.")
 def export(ckpt: str, out: str) -> None:
     """Export a GPT checkpoint as a Hugging Face model directory (GPT2LMHeadModel + tokenizer).
+
+    Model types that have a Hugging Face form export (``exportable`` in llmapp.train.registry); the
+    baselines are scored and sampled in place.
 
     The result works everywhere a model name does: load_chat_model(OUT), llmapp chat --model OUT,
     llmapp eval --model OUT, transformers' AutoModelForCausalLM.

@@ -4,9 +4,10 @@
   uniform distribution (a proper distribution, no tuned constants); fitted by counting.
 - :class:`CharLSTM`: a character LSTM language model, trained by the same loop as the GPT.
 
-Both train through the same data pipeline (``llmapp.train.data``) and sample with the same CLI.
-:func:`bits_per_char` scores any of them (or the GPT) on a text, and the evaluation harness
-compares them in bits per character beside the GPT and SmolLM2:
+Both are model types of ``llmapp.train.registry`` (``markov`` and ``lstm``): they train through the
+same data pipeline (``llmapp.train.data``) and ``llmapp train``, sample with ``llmapp sample``, and
+``llmapp.train.checkpoint.bits_per_char`` and the evaluation harness score them in bits per
+character beside the GPT and SmolLM2:
 
     llmapp train --data ../shared/data/tinyshakespeare.txt --preset shakespeare-char-cpu --set model_type=lstm --out runs/lstm
     llmapp train --data ../shared/data/tinyshakespeare.txt --set model_type=markov --out runs/markov
@@ -20,15 +21,13 @@ import json
 import math
 import random
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmapp.core.errors import LLMAppError
 from llmapp.core.files import write_text
 
 
@@ -155,82 +154,3 @@ class CharLSTM(nn.Module):
             idx = torch.cat([idx, nxt], dim=1)
             logits, _, state = self(nxt, caches=state)  # the recurrent state is the LSTM's KV cache
         return idx
-
-
-def train_markov(cfg: Any, progress: bool = True) -> Path:
-    """Fit a character 5-gram on the training split and save it as the checkpoint folder ``OUT/last``
-    (``ngram.json`` + ``config.json``), which ``llmapp sample`` and ``llmapp eval`` read."""
-    from llmapp.train.data import Dataset, prepare
-    from llmapp.train.trainer import _dataset
-
-    out = Path(cfg.out_dir)
-    ds = _dataset(cfg, out, Dataset, prepare)
-    if ds.meta["tokenizer"]["type"] != "char":
-        raise LLMAppError("the Markov baseline works on characters; drop --set tokenizer=... (use char)")
-    tok = ds.tokenizer
-    order = min(5, cfg.block_size)
-    model = CharNGram(order).fit(tok.decode(ds.split("train").tolist()), vocab=set(tok.chars))
-    folder = out / "last"
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "ngram.json")
-    val_bpc = model.bits_per_char(tok.decode(ds.split("val").tolist()[:20_000]))
-    from llmapp.train import checkpoint
-
-    config = {"format": checkpoint.FORMAT, "train": asdict(cfg), "model": {"order": order},
-              "tokenizer": ds.meta["tokenizer"], "val_bits_per_char_20k": val_bpc}
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "history.json").write_text(json.dumps({"train_steps": [], "train_loss": [], "evals": []}))
-    return folder
-
-
-def load_markov(folder: str | Path) -> CharNGram:
-    return CharNGram.load(Path(folder) / "ngram.json")
-
-
-def bits_per_char(ckpt: str | Path, text: str, stride: int | None = None) -> float:
-    """Bits per character of ``text`` under a checkpoint of ``llmapp train``: Markov, LSTM or GPT.
-
-    ``bits_per_char(ckpt: str | Path, text: str, stride: int | None = None) -> float``
-
-    The common scoring interface of the baselines and the GPT; ``eval/tasks/perplexity.py`` computes
-    the same quantity for the harness. Every character is paid for: the first at a uniform
-    ``log2(vocab)`` (a character model has no boundary token to condition on), the rest given the
-    text before them. The Markov chain sees its last ``order - 1`` characters; the LSTM carries its
-    state through the whole text; the GPT scores windows of ``block_size`` advancing by ``stride``
-    (default ``block_size // 2``), each character once, with the context its window gives.
-
-    Args:
-        ckpt: a run folder or its ``last/`` or ``best/``.
-        text: the text to score; characters outside the model's vocabulary are an error.
-        stride: GPT only; smaller is slower and gives each character more context.
-
-    Returns:
-        The mean negative log2-likelihood per character.
-    """
-    from llmapp.train import checkpoint
-
-    if not text:
-        raise LLMAppError("empty text: nothing to score")
-    cfg = checkpoint.read_config(ckpt)
-    if cfg["train"].get("model_type", "gpt") == "markov":
-        return load_markov(checkpoint.find(ckpt)).bits_per_char(text)
-    model, tok, _ = checkpoint.load_model(ckpt)
-    ids = torch.tensor([tok.encode(text)])  # (1, N)
-    nll = math.log(tok.vocab_size)  # the first character
-    with torch.inference_mode():
-        if isinstance(model, CharLSTM):
-            logits = model(ids[:, :-1])[0]  # (1, N-1, vocab): the state runs through the whole text
-            nll += F.cross_entropy(logits[0], ids[0, 1:], reduction="sum").item()
-        else:
-            T = model.config.block_size
-            step = max(1, min(stride or T // 2, T - 1))
-            done = 1  # ids before this position are scored
-            for begin in range(0, ids.size(1) - 1, step):
-                end = min(begin + T, ids.size(1))
-                logits = model(ids[:, begin:end])[0][0, :-1]  # (end-begin-1, vocab): predicts ids[begin+1:end]
-                lo = max(done, begin + 1)
-                nll += F.cross_entropy(logits[lo - begin - 1:], ids[0, lo:end], reduction="sum").item()
-                done = end
-                if end == ids.size(1):
-                    break
-    return nll / ids.size(1) / math.log(2)

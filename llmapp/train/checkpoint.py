@@ -2,10 +2,12 @@
 
 A checkpoint is a folder (``RUN/last`` or ``RUN/best``):
 
-    model.safetensors   the weights (tied embeddings stored once)
+    model.safetensors   the weights (tied embeddings stored once; a fine-tuning run's trainable ones);
+                        a fitted Markov baseline has ngram.json instead
     state.pt            optimizer, RNG and step state: tensors and plain containers only, read back
                         with ``torch.load(weights_only=True)``, which cannot run code
-    config.json         the TrainConfig, the GPTConfig and the tokenizer, with a format version
+    config.json         the objective, the run's config, the model's shape and the tokenizer, with a
+                        format version
     history.json        every training loss and every evaluation so far
 
 It is written into a temporary folder and swapped in by renames, so a crash or a full disk while
@@ -17,43 +19,52 @@ saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmapp.core.errors import LLMAppError
 from llmapp.core.files import readable_dir, recover_dir, replace_dir
 from llmapp.core.validate import refuse
-from llmapp.train.checks import (
-    DAMAGED_FIX,
-    check_history,
-    check_run_config,
-    check_state,
-    model_config,
-    read_run_json,
-)
+from llmapp.train import registry
+from llmapp.train.checks import DAMAGED_FIX, check_history, check_state, check_run_config, read_run_json
+from llmapp.train.registry import ModelType
 
 FORMAT = 1
 CHECKPOINT_NAMES = ("last", "best")  # the checkpoints a run folder holds
 WEIGHTS = ("model.safetensors", "ngram.json")  # a network's weights, or a Markov baseline's counts
-# Linear weights that GPT-2's HF implementation stores as Conv1D, i.e. transposed.
-_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+RUN_FILES = ("last", "best", "loss.png")  # what the loop writes into a run folder
+PRETRAIN = "pretrain"  # config.json's "objective" for `llmapp train` runs (the default: older runs lack the key)
 
 
-def save(folder: str | Path, model: Any, state: dict, config: dict, history: dict) -> Path:
-    """Write a checkpoint folder atomically; the old one survives until the new one is complete."""
-    import torch
-    from safetensors.torch import save_model
+def save(folder: str | Path, write_weights: Callable[[Path], None], state: dict | None, config: dict,
+         history: dict) -> Path:
+    """Write a checkpoint folder atomically; the old one survives until the new one is complete.
 
+    Args:
+        folder: the checkpoint folder (``RUN/last``, ``RUN/best``).
+        write_weights: writes the weights into the folder being built (its one argument).
+        state: optimizer, RNG and step state for ``--resume`` (tensors and plain containers), or None.
+        config: what ``config.json`` holds besides the format version.
+        history: the losses so far.
+
+    Returns:
+        ``folder``.
+    """
     folder = Path(folder)
     for sibling in CHECKPOINT_NAMES:  # a save killed mid-way on the other checkpoint: clean it up too
         recover_dir(folder.with_name(sibling))
     with replace_dir(folder) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
+        write_weights(tmp)
+        if state is not None:
+            import torch
+
+            torch.save(state, tmp / "state.pt")
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, **config}, indent=2))
         (tmp / "history.json").write_text(json.dumps(history))
     return Path(folder)
@@ -80,44 +91,93 @@ def read_config(folder: str | Path) -> dict:
     return check_run_config(cfg, path)
 
 
+def is_checkpoint(name: str | Path) -> bool:
+    """True for a pretraining run of ``llmapp train`` (the run folder, or its last/ or best/).
+
+    A fine-tuned model's folder is a Hugging Face model, not one of these, although it keeps its
+    own training checkpoints in ``last/`` and ``best/``.
+    """
+    path = Path(name).expanduser()
+    for p in (path, path / "last"):
+        if (p / "config.json").exists() and (p / "history.json").exists():
+            try:
+                return json.loads((p / "config.json").read_text()).get("objective", PRETRAIN) == PRETRAIN
+            except (OSError, json.JSONDecodeError):
+                return False
+    return False
+
+
+@dataclass
+class TrainedModel:
+    """A loaded checkpoint of ``llmapp train``: its model, tokenizer and config, scored and sampled by
+    the model type recorded in it (``llmapp.train.registry``)."""
+
+    type: ModelType
+    model: Any
+    tokenizer: Any
+    config: dict
+
+    def rolling_nll(self, text: str, window: int | None = None, stride: int | None = None) -> tuple[float, int]:
+        """Summed NLL of ``text`` in nats and the tokens scored; see :meth:`ModelType.rolling_nll`."""
+        return self.type.rolling_nll(self.model, self.tokenizer, text, window, stride)
+
+    def sample(self, prompt: str, max_tokens: int, **settings: Any) -> Iterator[str]:
+        """Continuations of ``prompt``; settings: temperature, top_k, top_p, seed, n."""
+        return self.type.sample(self.model, self.tokenizer, prompt, max_tokens, **settings)
+
+
+def load(folder: str | Path, device: str = "cpu") -> TrainedModel:
+    """Load a checkpoint of ``llmapp train``, whatever its model type.
+
+    Raises:
+        LLMAppError: no checkpoint there, an unknown model type, or a fine-tuning checkpoint (whose
+            model is the Hugging Face folder around it).
+    """
+    path = find(folder)
+    cfg = read_config(path)
+    objective = cfg.get("objective", PRETRAIN)
+    if objective != PRETRAIN:
+        raise LLMAppError(f"{path} is a {objective} checkpoint; load its model from the folder that holds it "
+                          f"({path.parent}) by name, e.g. llmapp chat --model {path.parent}")
+    mtype = registry.get(cfg["train"].get("model_type", "gpt"))
+    return TrainedModel(mtype, mtype.load(path, cfg, device), tokenizer_of(cfg), cfg)
+
+
+def load_model(folder: str | Path, device: str = "cpu") -> tuple[Any, Any, dict]:
+    """Rebuild the model of a checkpoint. Returns ``(model, tokenizer, config_dict)``."""
+    loaded = load(folder, device)
+    return loaded.model, loaded.tokenizer, loaded.config
+
+
+def bits_per_char(ckpt: str | Path, text: str, stride: int | None = None) -> float:
+    """Bits per character of ``text`` under a checkpoint of ``llmapp train``: Markov, LSTM, GPT or any type.
+
+    The common scoring interface of the baselines and the GPT; ``llmapp eval perplexity`` uses the
+    same :meth:`ModelType.rolling_nll`. Every character is paid for: the first at a uniform
+    ``log2(vocab)``, the rest given the text before them. The Markov chain sees its last ``order - 1``
+    characters; the LSTM carries its state through the whole text; the GPT scores windows of
+    ``block_size`` advancing by ``stride`` (default ``block_size // 2``), each character once.
+
+    Args:
+        ckpt: a run folder or its ``last/`` or ``best/``.
+        text: the text to score; characters outside the model's vocabulary are an error.
+        stride: how far the window advances, where the context is limited; smaller is slower and
+            gives each character more context.
+
+    Returns:
+        The mean negative log2-likelihood per character.
+    """
+    if not text:
+        raise LLMAppError("empty text: nothing to score")
+    nll, _ = load(ckpt).rolling_nll(text, stride=stride)
+    return nll / len(text) / math.log(2)
+
+
 def tokenizer_of(config: dict):
     """The tokenizer recorded in a checkpoint's config."""
     from llmapp.train.data import tokenizer_from_dict
 
     return tokenizer_from_dict(config["tokenizer"])
-
-
-def load_model(folder: str | Path, device: str = "cpu"):
-    """Rebuild the GPT of a checkpoint. Returns ``(model, tokenizer, config_dict)``."""
-
-    path = find(folder)
-    cfg = read_config(path)
-    kind = cfg["train"].get("model_type", "gpt")
-    if kind == "gpt":
-        from llmapp.train.gpt import GPT, GPTConfig
-
-        model = GPT(model_config(GPTConfig, cfg["model"], path / "config.json"))
-    elif kind == "lstm":
-        from llmapp.train.baselines import CharLSTM, LSTMConfig
-
-        model = CharLSTM(model_config(LSTMConfig, cfg["model"], path / "config.json"))
-    else:
-        raise LLMAppError(f"{path} holds a {kind} baseline, not a network; load it with llmapp.train.baselines")
-    load_weights_into(model, path / "model.safetensors", device)
-    return model.to(device).eval(), tokenizer_of(cfg), cfg
-
-
-def load_weights_into(model: Any, file: Path, device: str = "cpu") -> None:
-    """Load ``model.safetensors`` into ``model``; a damaged or mismatched file is one line naming it."""
-    from safetensors.torch import load_model as load_weights
-
-    if not file.is_file():
-        raise LLMAppError(f"{file} is missing; {DAMAGED_FIX}")
-    try:
-        load_weights(model, str(file), device=device)
-    except Exception as exc:  # noqa: BLE001 - SafetensorError, a shape mismatch, a truncated file: all one line
-        raise refuse(str(file), f"damaged or not this model's weights ({type(exc).__name__}: "
-                     f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})", DAMAGED_FIX) from None
 
 
 def load_state(folder: str | Path) -> dict:
@@ -143,35 +203,55 @@ def load_history(folder: str | Path) -> dict:
 
 
 def export_hf(ckpt: str | Path, out: str | Path) -> Path:
-    """Write a checkpoint as a Hugging Face ``GPT2LMHeadModel`` folder with its tokenizer.
+    """Write a checkpoint as a Hugging Face model folder with its tokenizer (GPT: a ``GPT2LMHeadModel``).
 
     The result loads with ``AutoModelForCausalLM``, ``llmapp.load_chat_model(out)`` and the chains.
+
+    Raises:
+        LLMAppError: no checkpoint, or a model type without a Hugging Face form (not ``exportable``).
     """
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
 
-    model, tokenizer, cfg = load_model(ckpt)
-    if cfg["train"].get("model_type", "gpt") != "gpt":
-        raise LLMAppError("only GPT checkpoints export to Hugging Face; baselines are scored and sampled in place")
-    m = cfg["model"]
-    hf_config = GPT2Config(vocab_size=m["vocab_size"], n_positions=m["block_size"], n_embd=m["n_embd"],
-                           n_layer=m["n_layer"], n_head=m["n_head"], activation_function="gelu_new",
-                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
-                           tie_word_embeddings=True, bos_token_id=None, eos_token_id=None)
-    if not m.get("bias", True):
-        raise LLMAppError("GPT-2 export needs bias=True; retrain with --set bias=true")
-    hf = GPT2LMHeadModel(hf_config)
-    sd = {k: (v.t() if k.endswith(_CONV1D) else v) for k, v in model.state_dict().items()}
-    missing, unexpected = hf.load_state_dict(sd, strict=False)
-    if unexpected or [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias", "lm_head.weight"))]:
-        raise LLMAppError(f"export mismatch: missing {missing}, unexpected {unexpected}")
-    hf.tie_weights()
+    loaded = load(ckpt)
+    if not getattr(loaded.type, "exportable", False):
+        exportable = [n.upper() for n, t in registry.MODEL_TYPES.items() if getattr(t, "exportable", False)]
+        raise LLMAppError(f"only {', '.join(exportable)} checkpoints export to Hugging Face; "
+                          f"{loaded.type.name} models are scored and sampled in place")
+    hf = loaded.model.to_hf()
     with replace_dir(out) as tmp, torch.no_grad(), quiet_hf_saving():
         hf.save_pretrained(tmp)
-        tokenizer.to_hf().save_pretrained(tmp)
+        loaded.tokenizer.to_hf().save_pretrained(tmp)
         (tmp / "llmapp-export.json").write_text(json.dumps({"format": FORMAT, "source": str(find(ckpt)),
-                                                           "train_config": cfg.get("train", {})}, indent=2))
+                                                           "train_config": loaded.config.get("train", {})}, indent=2))
     return Path(out)
+
+
+def carry_over(old: Path, new: Path, names: tuple[str, ...] = RUN_FILES) -> None:
+    """Put ``old``'s files ``names`` into ``new``, the folder about to replace it (``replace_dir``): hard
+    links where the file system has them (instant, no extra space), copies elsewhere. ``old`` is untouched,
+    so a failed save still leaves the run's checkpoints where they were."""
+    for name in names:
+        src = old / name
+        if src.is_dir():
+            shutil.copytree(src, new / name, copy_function=_link)
+        elif src.is_file():
+            _link(str(src), str(new / name))
+
+
+def duplicate(src: str | Path, dst: str | Path) -> Path:
+    """Make checkpoint folder ``dst`` a copy of ``src`` atomically, by hard links where possible: saving
+    ``best`` at the step ``last`` was just saved costs no second write (files are replaced, never edited)."""
+    with replace_dir(dst) as tmp:
+        for f in Path(src).iterdir():
+            _link(str(f), str(tmp / f.name))
+    return Path(dst)
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 @contextmanager
@@ -214,7 +294,3 @@ def plot_losses(history: dict, path: str | Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
-
-
-def config_dict(train_cfg: Any, model_cfg: Any, tokenizer: dict) -> dict:
-    return {"train": asdict(train_cfg), "model": asdict(model_cfg), "tokenizer": tokenizer}

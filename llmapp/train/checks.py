@@ -25,7 +25,7 @@ from llmapp.core.validate import Invalid, check_record, dataclass_from, refuse
 INT_RANGES: dict[str, tuple[int, int]] = {
     "n_layer": (1, 1024), "n_head": (1, 1024), "n_embd": (1, 65_536), "block_size": (1, 1_048_576),
     "batch_size": (1, 65_536), "grad_accum": (1, 65_536), "max_iters": (1, 10**9), "warmup_iters": (0, 10**9),
-    "lr_decay_iters": (0, 10**9), "eval_interval": (1, 10**9), "eval_iters": (1, 10**6), "log_interval": (1, 10**9),
+    "lr_decay_iters": (0, 10**9), "eval_interval": (0, 10**9), "eval_iters": (1, 10**6), "log_interval": (1, 10**9),
     "seed": (0, SEED_MAX), "threads": (0, 4096), "vocab_size": (1, 10**7),
 }
 # name -> (lowest, highest, lowest allowed?, highest allowed?) for real-valued settings
@@ -34,7 +34,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "weight_decay": (0.0, 10.0, True, True), "beta1": (0.0, 1.0, True, False), "beta2": (0.0, 1.0, True, False),
     "grad_clip": (0.0, 1e6, True, True),
 }
-CHOICES = {"model_type": ("gpt", "lstm", "markov"), "mixed_precision": ("auto", "no", "fp16", "bf16")}
+CHOICES = {"mixed_precision": ("auto", "no", "fp16", "bf16")}
 DAMAGED_FIX = "the run folder is damaged: start a new run with another --out, or restore it from a copy"
 
 
@@ -86,8 +86,11 @@ def read_run_json(path: Path, fix: str = DAMAGED_FIX) -> Any:
 def check_run_config(cfg: Any, path: Path) -> dict:
     """Check the shape of a checkpoint's ``config.json``: format, train, model and tokenizer sections."""
     try:
-        check_record(cfg, {"format": int, "train": dict, "model": dict, "tokenizer": dict})
-        tok = check_record(cfg["tokenizer"], {"type": str})
+        check_record(cfg, {"format": int, "train": dict, "model": dict})
+        if cfg.get("objective", "pretrain") != "pretrain":  # fine-tuning and MLM: a Hugging Face model's tokenizer
+            return cfg
+        tok = check_record(cfg, {"tokenizer": dict})["tokenizer"]
+        check_record(tok, {"type": str})
         if tok["type"] == "char":
             chars = check_record(tok, {"chars": list})["chars"]
             if not all(isinstance(c, str) for c in chars):
@@ -97,9 +100,11 @@ def check_run_config(cfg: Any, path: Path) -> dict:
                 raise Invalid(f"'tokenizer.chars' has {len(chars)} characters but the model's vocab_size is {vocab}")
         else:
             check_record(tok, {"name": str})
+        from llmapp.train.registry import MODEL_TYPES
+
         kind = cfg["train"].get("model_type", "gpt")
-        if kind not in CHOICES["model_type"]:
-            raise Invalid(f"'train.model_type' is {kind!r}, not one of {', '.join(CHOICES['model_type'])}")
+        if kind not in MODEL_TYPES:
+            raise Invalid(f"'train.model_type' is {kind!r}, not one of {', '.join(MODEL_TYPES)}")
     except Invalid as exc:
         raise refuse(str(path), exc, DAMAGED_FIX) from None
     return cfg

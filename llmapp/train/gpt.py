@@ -19,6 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmapp.core.errors import LLMAppError
+
+# Linear weights that GPT-2's HF implementation stores as Conv1D, i.e. transposed.
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
 
 @dataclass
 class GPTConfig:
@@ -155,6 +160,25 @@ class GPT(nn.Module):
                 logits, _, _ = self(idx[:, -self.config.block_size:])
             idx = torch.cat([idx, sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)], dim=1)
         return idx
+
+    def to_hf(self):
+        """This model as a Hugging Face ``GPT2LMHeadModel`` with the same logits (``llmapp export``)."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        m = self.config
+        if not m.bias:
+            raise LLMAppError("GPT-2 export needs bias=True; retrain with --set bias=true")
+        hf_config = GPT2Config(vocab_size=m.vocab_size, n_positions=m.block_size, n_embd=m.n_embd,
+                               n_layer=m.n_layer, n_head=m.n_head, activation_function="gelu_new",
+                               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
+                               tie_word_embeddings=True, bos_token_id=None, eos_token_id=None)
+        hf = GPT2LMHeadModel(hf_config)
+        sd = {k: (v.t() if k.endswith(_CONV1D) else v) for k, v in self.state_dict().items()}
+        missing, unexpected = hf.load_state_dict(sd, strict=False)
+        if unexpected or [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias", "lm_head.weight"))]:
+            raise LLMAppError(f"export mismatch: missing {missing}, unexpected {unexpected}")
+        hf.tie_weights()
+        return hf
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

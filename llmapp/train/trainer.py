@@ -1,122 +1,97 @@
-"""The training loop for the minimal GPT, on accelerate.
+"""The one training loop, on accelerate: pretraining, full and LoRA fine-tuning, and the MLM head.
 
-nanoGPT's loop with a production trainer's guard rails: AdamW with a cosine schedule and warmup,
-gradient accumulation and clipping, mixed precision where it helps (bf16 on GPUs; fp32 on CPUs,
-where bf16 is slower), periodic evaluation, atomic checkpoints (``last`` and ``best``), exact resume,
-a NaN/inf guard, a progress bar with loss, tokens/s and ETA, and a loss-curve PNG beside the
-checkpoints. ``accelerate launch`` runs the same code on several GPUs.
+An :class:`Objective` brings its model, its batches, its loss and its evaluation; the loop brings the
+rest, the same for all of them: AdamW with the one warmup + cosine schedule (``lr_at``), gradient
+accumulation and clipping, mixed precision where it helps (bf16 on GPUs; fp32 on CPUs, where bf16 is
+slower), periodic evaluation, atomic checkpoints (``last`` and ``best``), exact resume, Ctrl-C that
+saves the current step, a NaN/inf guard, a progress bar with loss and tokens/s, and a loss-curve PNG
+beside the checkpoints. ``accelerate launch`` runs the same code on several GPUs.
+
+The objectives: pretraining a model type of ``llmapp.train.registry`` (``llmapp.train.pretrain``,
+through :func:`train`), fine-tuning a Hugging Face causal LM (``llmapp.train.finetune``) and the MLM
+head of the bundled MiniLM (``llmapp.train.mlm``).
 
     llmapp train --data ../shared/data/tinyshakespeare.txt --preset shakespeare-char-cpu --out runs/shakespeare
     llmapp train --data ... --out runs/shakespeare --resume          # continue exactly where it stopped
+    llmapp finetune --data eval/data/chat-sample.jsonl --out runs/ft --lora --resume
     accelerate launch -m llmapp.cli train --data ... --preset shakespeare-char
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llmapp.core.errors import LLMAppError
-from llmapp.core.files import write_text
-from llmapp.train import checkpoint
-from llmapp.train.checks import check_train_config
+from llmapp.train import checkpoint, pretrain, registry
+from llmapp.train.checks import DAMAGED_FIX
+from llmapp.train.config import PRESETS, LoopConfig, TrainConfig, lr_at, preset
+
+__all__ = ["PRESETS", "LoopConfig", "Objective", "TrainConfig", "TrainResult", "estimate_mfu", "lr_at", "preset",
+           "run", "train"]
 
 log = logging.getLogger(__name__)
 
-EVAL_TOKENS_PER_PASS = 8192  # evaluation batches are stacked up to this many tokens per forward pass
 
+class Objective(Protocol):
+    """What the loop trains. Only the model's parameters with ``requires_grad`` are optimized."""
 
-@dataclass
-class TrainConfig:
-    """Everything about one training run; saved with every checkpoint."""
+    name: str  # "pretrain", "finetune", "mlm": recorded in config.json, so resume refuses another's checkpoint
 
-    data: str = ""  # a text/JSONL file (tokenized into OUT/data) or a folder prepared by llmapp.train.data
-    out_dir: str = "runs/gpt"
-    tokenizer: str = "char"  # "char", or a registry name / path of a Hugging Face tokenizer
-    model_type: str = "gpt"  # "gpt"; or the baselines "lstm" and "markov" (llmapp.train.baselines)
-    # model shape (see GPTConfig)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0  # 0 with few iterations; 0.2 when a long run on a small corpus overfits
-    bias: bool = True  # GPT-2 layout, needed by `llmapp export`
-    # optimisation
-    batch_size: int = 12
-    grad_accum: int = 1  # micro-batches per step: a bigger effective batch in the same memory
-    max_iters: int = 2000
-    lr: float = 1e-3  # small models tolerate a high peak learning rate
-    min_lr: float = 1e-4  # the cosine decays to lr/10, as in Chinchilla
-    warmup_iters: int = 100
-    lr_decay_iters: int = 0  # 0 = max_iters
-    weight_decay: float = 0.1  # on matrices only; never on biases, norms or embeddings' positions
-    beta1: float = 0.9
-    beta2: float = 0.99  # a bit higher than 0.95 because batches are small (nanoGPT)
-    grad_clip: float = 1.0  # 0 disables
-    # evaluation, logging, checkpoints
-    eval_interval: int = 250
-    eval_iters: int = 20  # batches per split per evaluation
-    log_interval: int = 10
-    seed: int = 1337
-    mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU (bf16 is slower on these CPUs)
-    compile: bool = False  # torch.compile: worth it on GPUs; its compile time outweighs short CPU runs
-    threads: int = 0  # CPU threads; 0 = torch's default (one per core)
+    def build(self) -> Any:
+        """Load data and build the model (an ``nn.Module``); called after the loop seeds torch."""
 
-    def __post_init__(self) -> None:
-        check_train_config(self)  # every way in (presets, --set, --config, resume) is checked here
+    def batch(self, generator: Any, device: Any) -> Any:
+        """One micro-batch, drawn with the loop's generator (whose state checkpoints keep)."""
 
+    def loss(self, model: Any, batch: Any) -> Any:
+        """The mean loss of a micro-batch, a scalar tensor; ``model`` is the one accelerate prepared."""
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # nanoGPT's CPU recipe for shakespeare_char: val loss ~1.88 in a few minutes on a laptop.
-    "shakespeare-char-cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
-                                 lr_decay_iters=2000, dropout=0.0, lr=1e-3, eval_iters=20),
-    # nanoGPT's GPU recipe: a "baby GPT" of 10.7M parameters, val loss ~1.47.
-    "shakespeare-char": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000,
-                             lr_decay_iters=5000, dropout=0.2, lr=1e-3, eval_iters=200, warmup_iters=100),
-    # seconds, for smoke tests and CI
-    "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=50, lr_decay_iters=50,
-                 warmup_iters=5, eval_interval=25, eval_iters=4, log_interval=5),
-}
+    def tokens(self, batch: Any) -> int:
+        """Tokens (or positions) the micro-batch trains on, for tokens/s."""
 
+    def evaluate(self, model: Any, device: Any) -> dict[str, float]:
+        """``{"val": loss}`` (and ``"train"`` where it helps), the same batches every call; no gradients."""
 
-def preset(name: str) -> TrainConfig:
-    """A TrainConfig from a named preset; an unknown name lists the valid ones."""
-    if name not in PRESETS:
-        raise LLMAppError(f"unknown preset {name!r}; use one of: {', '.join(PRESETS)}")
-    return TrainConfig(**PRESETS[name])
+    def config(self) -> dict:
+        """What config.json holds: ``train`` (the run's config), ``model`` (compared on resume), ..."""
 
+    def save_weights(self, model: Any, folder: Path) -> None:
+        """Write the trained weights into a checkpoint folder being built."""
 
-def lr_at(cfg: TrainConfig, it: int) -> float:
-    """Linear warmup, then cosine decay to ``min_lr`` at ``lr_decay_iters``."""
-    decay = cfg.lr_decay_iters or cfg.max_iters
-    if it < cfg.warmup_iters:
-        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
-    if it > decay:
-        return cfg.min_lr
-    ratio = (it - cfg.warmup_iters) / max(1, decay - cfg.warmup_iters)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+    def load_weights(self, model: Any, folder: Path) -> None:
+        """Load the weights :meth:`save_weights` wrote into the freshly built model."""
 
 
 @dataclass
 class TrainResult:
+    """What a run did. ``tokens_per_s`` counts training steps only (evaluations and checkpoints excluded)."""
+
     out_dir: Path
     steps: int
     best_val: float
     final_val: float
-    seconds: float
+    seconds: float  # the whole loop, evaluations and checkpoints included
     tokens_per_s: float
     history: dict = field(repr=False, default_factory=dict)
+    model: Any = field(repr=False, default=None)  # the trained model (unwrapped), for the objective to export
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        if not self.steps:
+            return f"fitted; val loss {self.final_val:.4f}; checkpoint: {self.out_dir}/last"
+        return (f"done: {self.steps} steps in {self.seconds:.1f} s ({self.tokens_per_s:,.0f} tokens/s); "
+                f"val loss {self.final_val:.4f} (best {self.best_val:.4f})")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train a GPT as ``cfg`` says; checkpoints go to ``cfg.out_dir``/last and /best.
+    """Pretrain the model type ``cfg.model_type`` as ``cfg`` says; checkpoints go to ``cfg.out_dir``/last and /best.
 
     Args:
         cfg: the run's configuration.
@@ -128,209 +103,205 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         A TrainResult. Ctrl-C saves ``last`` at the current step before re-raising.
 
     Raises:
-        LLMAppError: bad data, an incompatible checkpoint, or a non-finite loss (the last good
-            checkpoint is kept).
+        LLMAppError: bad data, an unknown model type, an incompatible checkpoint, or a non-finite loss
+            (the last good checkpoint is kept).
     """
-    import torch
-    from accelerate import Accelerator
+    mtype = registry.get(cfg.model_type)
+    ds = pretrain.prepared_dataset(cfg)
+    if mtype.fitted:  # counted, not trained: no loop
+        t0 = time.perf_counter()
+        folder, val = pretrain.fit(cfg, ds, mtype)
+        history = checkpoint.load_history(folder)
+        return TrainResult(folder.parent, 0, val, val, time.perf_counter() - t0, 0.0, history)
+    return run(pretrain.LanguageModelling(cfg, ds, mtype), cfg, resume, progress, on_step)
 
-    from llmapp.train.data import Dataset, get_batch, prepare
 
-    out = Path(cfg.out_dir)
-    if out.exists() and not out.is_dir():
-        raise LLMAppError(f"--out {out} is a file; pick a folder for the run (nothing was written)")
-    ds = _dataset(cfg, out, Dataset, prepare)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
-    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
-    torch.manual_seed(cfg.seed)
-    model, mcfg = build_model(cfg, ds.meta["vocab_size"])
-    opt = _optimizer(model, cfg, acc.device)
-    # Batch sampling only, so evaluation does not shift it; one stream per process under accelerate launch.
-    gen = torch.Generator().manual_seed(cfg.seed + acc.process_index)
-    step, best_val, history = 0, float("inf"), {"train_steps": [], "train_loss": [], "evals": []}
-    if resume:
-        step, best_val, history = _restore(out, model, opt, gen, mcfg)
-        if step >= cfg.max_iters:
-            raise LLMAppError(f"the run in {out} already finished at step {step}; to train on, raise max_iters "
-                              f"(--set max_iters={2 * step} --set lr_decay_iters={2 * step})")
-        if acc.process_index:  # the checkpoint holds the main process's stream; the others start fresh ones
-            gen.manual_seed(cfg.seed + acc.process_index + 1_000_003 * step)
-    model, opt = acc.prepare(model, opt)
-    if cfg.compile:
-        model = torch.compile(model)
-    train_ids, val_ids = ds.split("train"), ds.split("val")
-    for split, ids in (("train", train_ids), ("validation", val_ids)):
-        if len(ids) <= cfg.block_size:
-            raise LLMAppError(f"the {split} split has {len(ids)} tokens, fewer than one block of {cfg.block_size}+1; "
-                              "use more data or a smaller block_size (--set block_size=...)")
-    config = checkpoint.config_dict(cfg, mcfg, ds.meta["tokenizer"])
-    tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum
+def run(objective: Objective, cfg: LoopConfig, resume: bool = False, progress: bool = True,
+        on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``objective`` with the loop settings of ``cfg``; checkpoints go to ``cfg.out_dir``/last and /best.
 
-    def evaluate() -> dict:
-        model.eval()
-        eval_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the same batches every time: comparable
-        losses = {}
-        chunk = max(1, EVAL_TOKENS_PER_PASS // (cfg.batch_size * cfg.block_size))  # batches per forward pass
-        with torch.inference_mode():
-            for name, ids in (("train", train_ids), ("val", val_ids)):
-                total = 0.0
-                # nanoGPT's estimate (the mean over eval_iters random batches), computed several batches
-                # per forward pass: bigger matmuls and fewer calls make evaluation ~2x cheaper on CPUs.
-                for start in range(0, cfg.eval_iters, chunk):
-                    n = min(chunk, cfg.eval_iters - start)
-                    xs, ys = zip(*(get_batch(ids, cfg.block_size, cfg.batch_size, eval_gen, acc.device)
-                                   for _ in range(n)), strict=True)
-                    with acc.autocast():
-                        total += model(torch.cat(xs), torch.cat(ys))[1].item() * n  # (n*B, T) in one pass
-                losses[name] = total / cfg.eval_iters
-        model.train()
-        return losses
+    Args:
+        objective: the model, batches, loss and evaluation.
+        cfg: the schedule, evaluation cadence and precision (any objective's config).
+        resume: continue from ``out_dir/last`` (weights, optimizer, RNG and step), exactly.
+        progress: show a progress bar.
+        on_step: called after each optimizer step with (step, loss).
 
-    def save(tag: str) -> None:
-        if not acc.is_main_process:  # the weights are the same in every process: one writer
+    Returns:
+        A TrainResult holding the trained model. Ctrl-C saves ``last`` at the current step, then re-raises.
+    """
+    return _Run(objective, cfg, progress, on_step).fit(resume)
+
+
+class _Run:
+    """One run of the loop: its accelerator, optimizer, generator, step and history."""
+
+    def __init__(self, objective: Objective, cfg: LoopConfig, progress: bool,
+                 on_step: Callable[[int, float], None] | None) -> None:
+        import torch
+        from accelerate import Accelerator
+
+        self.objective, self.cfg, self.on_step = objective, cfg, on_step
+        self.out = Path(cfg.out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise LLMAppError(f"--out {self.out} is a file; pick a folder for the run (nothing was written)")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
+        self.acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+        torch.manual_seed(cfg.seed)
+        self.model = objective.build()
+        self.opt = _optimizer(self.model, cfg)
+        # Batch sampling only, so evaluation does not shift it; one stream per process under accelerate launch.
+        self.gen = torch.Generator().manual_seed(cfg.seed + self.acc.process_index)
+        self.step, self.best_val = 0, float("inf")
+        self.history: dict = {"train_steps": [], "train_loss": [], "evals": []}
+        self.config = {"objective": objective.name, **objective.config()}
+        self.progress = progress and self.acc.is_main_process
+        self.train_seconds = 0.0  # time in optimizer steps, for tokens/s
+        self.tokens = 0
+
+    def fit(self, resume: bool) -> TrainResult:
+        import torch
+
+        if resume:
+            self._restore()
+        self.model, self.opt = self.acc.prepare(self.model, self.opt)
+        if self.cfg.compile:
+            self.model = torch.compile(self.model)
+        bar = _progress(self.progress, self.cfg.max_iters, self.step, self.objective.name)
+        t0, start_step = time.perf_counter(), self.step
+        self.model.train()
+        stop = _StopRequest()
+        try:
+            while self.step < self.cfg.max_iters:
+                if stop.requested:  # Ctrl-C, honoured between steps: the saved state is exactly a step's
+                    raise KeyboardInterrupt
+                if self.cfg.eval_interval and self.step % self.cfg.eval_interval == 0 and self.step > start_step:
+                    self._evaluate_and_save()
+                loss = self._train_step()
+                if bar is not None and (self.step % self.cfg.log_interval == 0 or self.step == self.cfg.max_iters):
+                    rate = self.tokens / max(self.train_seconds, 1e-9)
+                    bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
+                    bar.update(self.step - bar.n)
+            self._evaluate_and_save()
+        except KeyboardInterrupt:
+            if self.step > start_step and not stop.forced:  # a second Ctrl-C may land mid-step: keep the older save
+                self._save("last")  # every finished step is kept; --resume continues from here
+                self._plot()
+                log.warning("interrupted at step %d; saved %s (resume with --resume)", self.step, self.out / "last")
+            raise
+        finally:
+            stop.restore()
+            if bar is not None:
+                bar.close()
+        return TrainResult(self.out, self.step, self.best_val, self.history["evals"][-1]["val"],
+                           time.perf_counter() - t0, self.tokens / max(self.train_seconds, 1e-9), self.history,
+                           self.acc.unwrap_model(self.model))
+
+    def _train_step(self) -> float:
+        """One optimizer step over ``grad_accum`` micro-batches; returns its loss."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(cfg, self.step)
+        for _ in range(cfg.grad_accum):
+            batch = self.objective.batch(self.gen, self.acc.device)
+            with self.acc.autocast():
+                loss = self.objective.loss(self.model, batch) / cfg.grad_accum
+            self.acc.backward(loss)
+            self.tokens += self.objective.tokens(batch)
+        value = loss.item() * cfg.grad_accum
+        if not math.isfinite(value):
+            raise LLMAppError(f"loss became {value} at step {self.step}: stopped; the last good checkpoint is in "
+                              f"{self.out / 'last'}; lower lr (now {cfg.lr:g}) or keep grad_clip on, then --resume")
+        if cfg.grad_clip:
+            self.acc.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.train_seconds += time.perf_counter() - t0
+        self.history["train_steps"].append(self.step)
+        self.history["train_loss"].append(value)
+        self.step += 1
+        if self.on_step:
+            self.on_step(self.step, value)
+        return value
+
+    def _evaluate_and_save(self) -> None:
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode(), self.acc.autocast():
+            losses = self.objective.evaluate(self.model, self.acc.device)
+        self.model.train()
+        self.history["evals"].append({"step": self.step, **losses})
+        improved = losses["val"] < self.best_val
+        self.best_val = min(self.best_val, losses["val"])
+        self._save("last")
+        if improved and self.acc.is_main_process:
+            checkpoint.duplicate(self.out / "last", self.out / "best")  # the same step: links, not a second write
+        self._plot()  # once per evaluation: a plot costs ~0.2 s
+
+    def _save(self, tag: str) -> None:
+        import torch
+
+        if not self.acc.is_main_process:  # the weights are the same in every process: one writer
             return
-        state = {"optimizer": opt.state_dict(), "step": step, "best_val": best_val,
-                 "torch_rng": torch.get_rng_state(), "batch_rng": gen.get_state()}
-        checkpoint.save(out / tag, acc.unwrap_model(model), state, config, history)
+        state = {"optimizer": self.opt.state_dict(), "step": self.step, "best_val": self.best_val,
+                 "torch_rng": torch.get_rng_state(), "batch_rng": self.gen.get_state()}
+        model = self.acc.unwrap_model(self.model)
+        checkpoint.save(self.out / tag, lambda folder: self.objective.save_weights(model, folder), state,
+                        self.config, self.history)
 
-    def evaluate_and_save() -> None:
-        nonlocal best_val
-        ev = evaluate()
-        history["evals"].append({"step": step, "train": ev["train"], "val": ev["val"]})
-        if ev["val"] < best_val:
-            best_val = ev["val"]
-            save("best")
-        save("last")
-        if acc.is_main_process:
-            checkpoint.plot_losses(history, out / "loss.png")  # once per evaluation: a plot costs ~0.2 s
+    def _plot(self) -> None:
+        if self.acc.is_main_process:
+            checkpoint.plot_losses(self.history, self.out / "loss.png")
 
-    bar = _progress(progress and acc.is_main_process, cfg.max_iters, step)
-    t0, start_step, loss_value = time.perf_counter(), step, float("nan")
-    model.train()
-    stop = _StopRequest()
-    try:
-        while step < cfg.max_iters:
-            if stop.requested:  # Ctrl-C, honoured between steps: the saved state is exactly a step's
-                raise KeyboardInterrupt
-            if step % cfg.eval_interval == 0 and step > start_step:
-                evaluate_and_save()
-            for group in opt.param_groups:
-                group["lr"] = lr_at(cfg, step)
-            for _ in range(cfg.grad_accum):
-                x, y = get_batch(train_ids, cfg.block_size, cfg.batch_size, gen, acc.device)
-                with acc.autocast():
-                    loss = model(x, y)[1] / cfg.grad_accum
-                acc.backward(loss)
-            loss_value = loss.item() * cfg.grad_accum
-            if not math.isfinite(loss_value):
-                raise LLMAppError(f"loss became {loss_value} at step {step}: stopped; the last good checkpoint is in "
-                                  f"{out / 'last'}; lower lr (now {cfg.lr}) or keep grad_clip on, then --resume")
-            if cfg.grad_clip:
-                acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            history["train_steps"].append(step)
-            history["train_loss"].append(loss_value)
-            step += 1
-            if on_step:
-                on_step(step, loss_value)
-            if bar is not None and (step % cfg.log_interval == 0 or step == cfg.max_iters):
-                rate = (step - start_step) * tokens_per_step / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
-                bar.update(step - bar.n)
-        evaluate_and_save()
-    except KeyboardInterrupt:
-        if step > start_step and not stop.forced:  # a second Ctrl-C may land mid-step: keep the older save
-            save("last")  # every finished step is kept; --resume continues from here
-            if acc.is_main_process:
-                checkpoint.plot_losses(history, out / "loss.png")
-            log.warning("interrupted at step %d; saved %s (resume with --resume)", step, out / "last")
-        raise
-    finally:
-        stop.restore()
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    return TrainResult(out, step, best_val, history["evals"][-1]["val"], seconds,
-                       (step - start_step) * tokens_per_step / max(seconds, 1e-9), history)
+    def _restore(self) -> None:
+        """Load ``out/last`` into the fresh model, optimizer and generator; refuse a different model or objective."""
+        import torch
+
+        last = self.out / "last"
+        saved = checkpoint.read_config(last)
+        kind = saved.get("objective", checkpoint.PRETRAIN)
+        if kind != self.objective.name:
+            raise LLMAppError(f"{checkpoint.find(last)} is a {kind} checkpoint, not {self.objective.name}; "
+                              "use a new --out")
+        now = self.config["model"]
+        if saved["model"] != now:
+            diff = {k: (v, now.get(k)) for k, v in saved["model"].items() if now.get(k) != v}
+            raise LLMAppError(f"checkpoint in {last} is from a different model config {diff} (saved, now); "
+                              "use the same --preset/--set, or a new --out")
+        state = checkpoint.load_state(last)
+        folder = checkpoint.find(last)
+        self.objective.load_weights(self.model, folder)
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            self.gen.set_state(state["batch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise LLMAppError(f"{folder / 'state.pt'}: the optimizer or RNG state does not fit this model ({exc}); "
+                              f"{DAMAGED_FIX}") from None
+        self.step, self.best_val = int(state["step"]), float(state["best_val"])
+        self.history = checkpoint.load_history(last)
+        if self.step >= self.cfg.max_iters:
+            raise LLMAppError(f"the run in {self.out} already finished at step {self.step}; to train on, raise "
+                              f"max_iters (--set max_iters={2 * self.step} --set lr_decay_iters={2 * self.step})")
+        if self.acc.process_index:  # the checkpoint holds the main process's stream; the others start fresh ones
+            self.gen.manual_seed(self.cfg.seed + self.acc.process_index + 1_000_003 * self.step)
 
 
-def build_model(cfg: TrainConfig, vocab_size: int) -> tuple[Any, Any]:
-    """The model a run trains, and its config: the GPT, or the character LSTM baseline."""
-    if cfg.model_type == "gpt":
-        from llmapp.train.gpt import GPT, GPTConfig
-
-        mcfg = GPTConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                         n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
-        return GPT(mcfg), mcfg
-    if cfg.model_type == "lstm":
-        from llmapp.train.baselines import CharLSTM, LSTMConfig
-
-        mcfg = LSTMConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=min(cfg.n_layer, 2),
-                          n_embd=2 * cfg.n_embd, dropout=cfg.dropout)
-        return CharLSTM(mcfg), mcfg
-    raise LLMAppError(f"model_type {cfg.model_type!r} is not trained by gradient descent here; use gpt or lstm "
-                      "(markov is fitted by `llmapp train --set model_type=markov`)")
-
-
-def _dataset(cfg: TrainConfig, out: Path, Dataset: Any, prepare: Any) -> Any:
-    """The prepared data for a run: reuse ``OUT/data`` when it was made from the same file and tokenizer."""
-    src = Path(cfg.data)
-    if not cfg.data:
-        raise LLMAppError("no training data given; pass --data FILE (text or JSONL)")
-    if src.is_dir():
-        return Dataset.load(src)
-    folder = out / "data"
-    try:
-        ds = Dataset.load(folder)
-        tok = ds.meta["tokenizer"]
-        same_tok = tok.get("type") == "char" if cfg.tokenizer == "char" else tok.get("name") == cfg.tokenizer
-        if ds.meta["source"] == str(src) and same_tok and ds.meta.get("mtime") == src.stat().st_mtime:
-            return ds
-    except (LLMAppError, OSError, KeyError):
-        pass
-    ds = prepare(src, folder, cfg.tokenizer)
-    ds.meta["mtime"] = src.stat().st_mtime
-    write_text(folder / "meta.json", json.dumps(ds.meta, indent=2))
-    return ds
-
-
-def _optimizer(model: Any, cfg: TrainConfig, device: Any) -> Any:
-    """AdamW with weight decay on matrices only; the fused kernel where torch has one."""
+def _optimizer(model: Any, cfg: LoopConfig) -> Any:
+    """AdamW over the trainable parameters, weight decay on matrices only; the fused kernel where torch has one."""
     import torch
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-
-
-def _restore(out: Path, model: Any, opt: Any, gen: Any, mcfg: Any) -> tuple[int, float, dict]:
-    """Load ``out/last`` into the fresh model, optimizer and generator; refuse a different model shape."""
-    import torch
-
-    saved = checkpoint.read_config(out / "last")
-    if saved["model"] != asdict(mcfg):
-        diff = {k: (v, asdict(mcfg).get(k)) for k, v in saved["model"].items() if asdict(mcfg).get(k) != v}
-        raise LLMAppError(f"checkpoint in {out / 'last'} is from a different model config {diff} (saved, now); "
-                          "use the same --preset/--set, or a new --out")
-    state = checkpoint.load_state(out / "last")
-    folder = checkpoint.find(out / "last")
-    checkpoint.load_weights_into(model, folder / "model.safetensors")
-    history = checkpoint.load_history(out / "last")
-    try:
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        gen.set_state(state["batch_rng"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise LLMAppError(f"{folder / 'state.pt'}: the optimizer or RNG state does not fit this model ({exc}); "
-                          f"{checkpoint.DAMAGED_FIX}") from None
-    return int(state["step"]), float(state["best_val"]), history
 
 
 class _StopRequest:
@@ -364,12 +335,12 @@ class _StopRequest:
             self._old = None
 
 
-def _progress(enabled: bool, total: int, initial: int) -> Any:
+def _progress(enabled: bool, total: int, initial: int, desc: str) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
 
 def estimate_mfu(model_cfg: Any, params: int, tokens_per_s: float, peak_flops: float) -> float:
