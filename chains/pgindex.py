@@ -95,7 +95,7 @@ def build_pg_index(paths: list[str | Path], url: str, embeddings: Any = None, in
         progress: True for a tqdm bar, a ``callback(done, total)``, or None/False.
 
     Returns:
-        A ``chains.index.IndexReport``; its ``store`` is the URL with the password masked.
+        A ``chains.ingest.IndexReport``; its ``store`` is the URL with the password masked.
 
     Raises:
         LLMAppError: unreachable server or failed login, no vector extension, other embeddings or
@@ -103,7 +103,7 @@ def build_pg_index(paths: list[str | Path], url: str, embeddings: Any = None, in
     """
     import psycopg
 
-    from chains.index import IndexReport
+    from chains.ingest import IndexReport
 
     t0 = time.perf_counter()
     loc = parse_location(str(url))
@@ -160,7 +160,7 @@ def _plan_update(files: list[Path], paths: list, old: tuple | None, embeddings: 
     """Decide what changes (as ``chains.index.build_index`` does), then chunk and embed the new files."""
     import numpy as np
 
-    from chains.index import _chunk_files, _common_root, _default_embeddings, _plan, _under, embed_chunks
+    from chains.ingest import chunk_files, common_root, default_embeddings, embed_chunks, plan_update
 
     manifest = old[2] if old else None
     if manifest:
@@ -169,17 +169,12 @@ def _plan_update(files: list[Path], paths: list, old: tuple | None, embeddings: 
     config = config or RAGConfig()
     kind = parse_index_type(index_type, manifest["index_type"] if manifest else None)
     old_files = manifest["files"] if manifest else {}
-    roots = [Path(p).expanduser().resolve() for p in paths]
-    kept, todo = _plan(files, old_files, report)
-    gone = [f for f in old_files if f not in kept and f not in todo
-            and (not Path(f).exists() or any(_under(Path(f), r) for r in roots))]
-    report.files_removed = len(gone)
-    kept.update({f: v for f, v in old_files.items() if f not in kept and f not in todo and f not in gone})
+    kept, todo, gone = plan_update(files, paths, old_files, report)
     if manifest and not todo and not gone and kind == manifest["index_type"]:
         return None
     if todo:  # the model is loaded only when something needs embedding
-        embeddings = embeddings or _store_embeddings(manifest) or _default_embeddings()
-    docs = _chunk_files(todo, embeddings, config, report) if todo else []
+        embeddings = embeddings or _store_embeddings(manifest) or default_embeddings()
+    docs = chunk_files(todo, embeddings, config, report) if todo else []
     vectors = embed_chunks(embeddings, [d["text"] for d in docs], progress) if docs else np.zeros((0, 0), "float32")
     kept_chunks = sum(int(v.get("chunks", 0)) for v in kept.values())
     if not docs and not kept_chunks:
@@ -192,7 +187,7 @@ def _plan_update(files: list[Path], paths: list, old: tuple | None, embeddings: 
     files_meta = {**kept, **{f: meta for f, meta in todo.items() if meta.get("chunks")}}
     new = {"format_version": FORMAT_VERSION, "embedding_model": manifest["embedding_model"] if manifest
            else embedding_name(embeddings), "dimension": dim, "index_type": kind, "chunk_tokens": config.chunk_tokens,
-           "chunk_overlap": config.chunk_overlap, "text_search": TEXT_SEARCH, "root": _common_root(files_meta),
+           "chunk_overlap": config.chunk_overlap, "text_search": TEXT_SEARCH, "root": common_root(files_meta),
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "chunks": kept_chunks + len(docs), "files": files_meta}
     fresh = not manifest or kind != manifest["index_type"] or len(docs) > kept_chunks
     return Plan(new, docs, np.asarray(vectors, dtype="float32").reshape(len(docs), dim) if docs else vectors,

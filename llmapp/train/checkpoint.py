@@ -32,7 +32,7 @@ from llmapp.core.errors import LLMAppError
 from llmapp.core.files import readable_dir, recover_dir, replace_dir
 from llmapp.core.validate import refuse
 from llmapp.train import registry
-from llmapp.train.checks import DAMAGED_FIX, check_history, check_state, check_run_config, read_run_json
+from llmapp.train.checks import DAMAGED_FIX, check_history, check_run_config, check_state, read_run_json
 from llmapp.train.registry import ModelType
 
 FORMAT = 1
@@ -139,7 +139,11 @@ def load(folder: str | Path, device: str = "cpu") -> TrainedModel:
     if objective != PRETRAIN:
         raise LLMAppError(f"{path} is a {objective} checkpoint; load its model from the folder that holds it "
                           f"({path.parent}) by name, e.g. llmapp chat --model {path.parent}")
-    mtype = registry.get(cfg["train"].get("model_type", "gpt"))
+    kind = cfg["train"].get("model_type", "gpt")
+    if kind not in registry.MODEL_TYPES:
+        raise refuse(str(path / "config.json"), f"model_type {kind!r} is not one of {', '.join(registry.MODEL_TYPES)}",
+                     "register the model type (llmapp.train.registry) before loading, or train again")
+    mtype = registry.MODEL_TYPES[kind]
     return TrainedModel(mtype, mtype.load(path, cfg, device), tokenizer_of(cfg), cfg)
 
 
