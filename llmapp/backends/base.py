@@ -33,6 +33,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
 from pydantic import ConfigDict, Field, SecretStr, create_model
 
+from llmapp.backends.structured import StructuredChat, as_chunks
+from llmapp.backends.tools import message_dict
 from llmapp.core.config import GENERATION_FIELDS, GenerationConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
 from llmapp.models.registry import DEFAULT_CHAT
@@ -62,8 +64,10 @@ class Engine(Protocol):
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Token ids of ``messages`` rendered with the model's chat template, ready for the reply."""
 
-    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event) -> Generation:
-        """Start decoding after ``ids``; setting ``cancel`` stops it within one token."""
+    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
+                 grammar: str | None = None) -> Generation:
+        """Start decoding after ``ids``; setting ``cancel`` stops it within one token. ``grammar``
+        (llguidance Lark, from :mod:`llmapp.backends.grammar`) allows only the tokens it allows."""
 
     def info(self) -> dict[str, Any]:
         """What runs the model (backend, its version, threads, device), recorded in bench and eval results."""
@@ -241,11 +245,11 @@ class LocalModel(GenerationSettings):  # type: ignore[misc, valid-type]
         return TextStream(engine, fit_prompt(engine.context_window, input_ids, config), config, timeout=self.timeout)
 
 
-class LocalChatModel(LocalModel, BaseChatModel):
+class LocalChatModel(StructuredChat, LocalModel, BaseChatModel):
     """A chat model over a local engine, using the model's own chat template.
 
     Streams token by token, honours ``stop``/``max_tokens``/``temperature``/``top_p``/``seed`` and
-    reports ``usage_metadata``.
+    reports ``usage_metadata``; structured output and tools come from :class:`StructuredChat`.
     """
 
     @property
@@ -268,7 +272,10 @@ class LocalChatModel(LocalModel, BaseChatModel):
 
     def prompt_ids(self, messages: list[BaseMessage]) -> list[int]:
         """Token ids of ``messages`` rendered with the chat template, ready for the reply."""
-        chat = [to_chat_dict(m) for m in messages]
+        return self.chat_ids([to_chat_dict(m) for m in messages])
+
+    def chat_ids(self, chat: list[dict[str, str]]) -> list[int]:
+        """Token ids of ``{"role", "content"}`` dicts rendered with the chat template."""
         if not any(m["content"].strip() for m in chat):
             raise LLMAppError("empty prompt: write a message for the model to answer")
         return self.engine.chat_ids(chat)
@@ -278,7 +285,11 @@ class LocalChatModel(LocalModel, BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        stream = self.text_stream(self.prompt_ids(messages), stop, **kwargs)
+        chat, grammar = self.plan_reply(messages, kwargs)
+        if grammar is not None:
+            message = self.constrained_reply(chat, grammar, run_manager, **kwargs)
+            return ChatResult(generations=[ChatGeneration(message=message)])
+        stream = self.text_stream(self.chat_ids(chat), stop, **kwargs)
         text = ""
         for piece in stream:
             text += piece
@@ -289,7 +300,11 @@ class LocalChatModel(LocalModel, BaseChatModel):
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        stream = self.text_stream(self.prompt_ids(messages), stop, **kwargs)
+        chat, grammar = self.plan_reply(messages, kwargs)
+        if grammar is not None:  # a structured reply is parsed whole: it streams as one chunk
+            yield from as_chunks(self.constrained_reply(chat, grammar, run_manager, **kwargs))
+            return
+        stream = self.text_stream(self.chat_ids(chat), stop, **kwargs)
         pieces = iter(stream)
         try:
             for piece in pieces:
@@ -331,14 +346,19 @@ class LocalTextModel(LocalModel, LLM):
 
 
 def to_chat_dict(message: BaseMessage) -> dict[str, str]:
-    """A LangChain message as a ``{"role", "content"}`` dict for a chat template."""
+    """A LangChain message as a ``{"role", "content"}`` dict for a chat template (tool calls and tool
+    results as :mod:`llmapp.backends.tools` writes them)."""
+    content = message.content
+    if isinstance(content, list):  # content blocks: keep the text ones
+        content = "".join(b if isinstance(b, str) else b.get("text", "") if b.get("type") == "text" else ""
+                          for b in content)
+    tool_turn = message_dict(message, content)
+    if tool_turn is not None:
+        return tool_turn
     role = _ROLES.get(message.type)
     if role is None:
         raise LLMAppError(f"{message.type} messages are not supported by local chat models; "
-                          "send system, human and AI messages only")
-    content = message.content
-    if isinstance(content, list):  # content blocks: keep the text ones
-        content = "".join(b if isinstance(b, str) else b.get("text", "") for b in content)
+                          "send system, human, AI and tool messages only")
     return {"role": role, "content": content}
 
 

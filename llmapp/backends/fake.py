@@ -43,7 +43,8 @@ class FakeEngine:
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         return self.encode("".join(f"<{m['role']}> {m['content']} " for m in messages) + "<assistant>")
 
-    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event) -> FakeGeneration:
+    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
+                 grammar: str | None = None) -> FakeGeneration:  # scripted replies are not held to a grammar
         with self._lock:
             reply = next(self._replies)
         return FakeGeneration(_TOKEN.findall(reply), config.max_tokens, cancel, self.delay)

@@ -45,8 +45,9 @@ class HFEngine:
         text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
         return self.encode(text)
 
-    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event) -> TokenGeneration:
-        return TokenGeneration(self.lm, ids, config, cancel)
+    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
+                 grammar: str | None = None) -> TokenGeneration:
+        return TokenGeneration(self.lm, ids, config, cancel, grammar)
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -59,8 +60,10 @@ class HFEngine:
 class TokenGeneration:
     """``transformers.generate`` in a worker thread; iterating decodes the new tokens into text pieces."""
 
-    def __init__(self, lm: LoadedLM, ids: list[int], config: GenerationConfig, cancel: threading.Event) -> None:
+    def __init__(self, lm: LoadedLM, ids: list[int], config: GenerationConfig, cancel: threading.Event,
+                 grammar: str | None = None) -> None:
         self.lm, self.ids, self.config, self.cancel = lm, ids, config, cancel
+        self.grammar = grammar  # llguidance Lark text the tokens must follow (llmapp.backends.grammar)
         self.output_tokens = 0
         self.finish_reason: str | None = None
         self.extra_generate_kwargs: dict[str, Any] = {}  # passed through to generate() (benchmarks, tests)
@@ -114,6 +117,12 @@ class TokenGeneration:
 
         cfg, lm = self.config, self.lm
         kwargs = generate_kwargs(cfg) | self.extra_generate_kwargs
+        if self.grammar is not None:
+            from transformers import LogitsProcessorList
+
+            from llmapp.backends.constrained import hf_logits_processor
+
+            kwargs["logits_processor"] = LogitsProcessorList([hf_logits_processor(lm, self.grammar, kwargs)])
         ids = torch.tensor([self.ids], device=lm.device)
         seeded = cfg.seed is not None and cfg.temperature > 0
         try:

@@ -94,8 +94,10 @@ class LlamaCppEngine:
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         return self.tokenizer.chat_ids(messages)
 
-    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event) -> LlamaGeneration:
-        return LlamaGeneration(self, request_body(ids, config, repeat_last_n=self.context_window), cancel)
+    def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
+                 grammar: str | None = None) -> LlamaGeneration:
+        extra = {"grammar": grammar} if grammar is not None else {}  # llguidance Lark: llama.cpp runs it itself
+        return LlamaGeneration(self, request_body(ids, config, repeat_last_n=self.context_window, **extra), cancel)
 
     def info(self) -> dict[str, Any]:
         import xllamacpp
