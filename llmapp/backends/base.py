@@ -33,7 +33,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
 from pydantic import ConfigDict, Field, SecretStr, create_model
 
-from llmapp.backends.structured import StructuredChat, as_chunks
+from llmapp.backends.structured import StructuredChat
 from llmapp.backends.tools import message_dict
 from llmapp.core.config import GENERATION_FIELDS, GenerationConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
@@ -287,7 +287,7 @@ class LocalChatModel(StructuredChat, LocalModel, BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         chat, grammar = self.plan_reply(messages, kwargs)
         if grammar is not None:
-            message = self.constrained_reply(chat, grammar, run_manager, **kwargs)
+            message = self.constrained_reply(chat, grammar, run_manager, **kwargs).result()
             return ChatResult(generations=[ChatGeneration(message=message)])
         stream = self.text_stream(self.chat_ids(chat), stop, **kwargs)
         text = ""
@@ -301,8 +301,8 @@ class LocalChatModel(StructuredChat, LocalModel, BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         chat, grammar = self.plan_reply(messages, kwargs)
-        if grammar is not None:  # a structured reply is parsed whole: it streams as one chunk
-            yield from as_chunks(self.constrained_reply(chat, grammar, run_manager, **kwargs))
+        if grammar is not None:
+            yield from self.constrained_reply(chat, grammar, run_manager, **kwargs).chunks()
             return
         stream = self.text_stream(self.chat_ids(chat), stop, **kwargs)
         pieces = iter(stream)

@@ -30,7 +30,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
-from llmapp.backends.grammar import Grammar, check_schema, json_grammar, response_format_grammar, tool_grammar
+from llmapp.backends.grammar import Grammar, check_schema, response_format_grammar, tool_grammar
 from llmapp.backends.tools import choice, parse_call, schema_hint, tool_specs, with_preamble
 from llmapp.core.errors import LLMAppError
 
@@ -143,48 +143,88 @@ class StructuredChat:
         return with_preamble(chat, specs), tool_grammar(chosen)
 
     def constrained_reply(self, chat: list[dict[str, str]], grammar: Grammar, run_manager: Any = None,
-                          **kwargs: Any) -> AIMessage:
-        """Decode a reply under ``grammar``; a reply the budget cut short is closed, so it always parses."""
+                          **kwargs: Any) -> ConstrainedReply:
+        """A reply to ``chat`` decoded under ``grammar``: iterate it for text, then read ``.message``."""
+        return ConstrainedReply(self, chat, grammar, run_manager, kwargs)
+
+
+class ConstrainedReply:
+    """One reply decoded under a grammar. Iterating yields its text pieces as they are decoded (and,
+    when the token budget cut it short, the closing that completes it); ``message`` is then the
+    ``AIMessage``: JSON content, or one tool call.
+    """
+
+    def __init__(self, model: Any, chat: list[dict[str, str]], grammar: Grammar, run_manager: Any,
+                 kwargs: dict[str, Any]) -> None:
         from llmapp.backends.base import TextStream, fit_prompt
-        from llmapp.backends.constrained import closing, reserve
+        from llmapp.backends.constrained import reserve
 
-        engine = self.engine  # type: ignore[attr-defined]
-        config = self.generation_config([], **kwargs)  # type: ignore[attr-defined]  # a stop string would cut the JSON
-        ids = fit_prompt(engine.context_window, self.chat_ids(chat), config)  # type: ignore[attr-defined]
+        self.model, self.grammar, self.run_manager = model, grammar, run_manager
+        self.engine = engine = model.engine
+        config = model.generation_config([], **kwargs)  # no stop strings: one would cut the JSON
+        self.ids = fit_prompt(engine.context_window, model.chat_ids(chat), config)
         held = reserve(grammar.lark, engine.encode, config.max_tokens)
-        stream = TextStream(GrammarEngine(engine, grammar.lark), ids, config.replace(max_tokens=config.max_tokens - held),
-                            timeout=self.timeout)  # type: ignore[attr-defined]
-        text = ""
-        for piece in stream:
-            text += piece
-            if run_manager:
-                run_manager.on_llm_new_token(piece)
-        finish, produced = stream.usage["finish_reason"], stream.usage["output_tokens"]
-        tail = closing(grammar.lark, text)
-        if tail:
-            text += tail
-            produced += len(engine.encode(tail))
-            finish = "length"
-        usage = {"input_tokens": len(ids), "output_tokens": produced, "total_tokens": len(ids) + produced}
-        metadata = {"model_name": self.model, "finish_reason": finish}  # type: ignore[attr-defined]
-        if grammar.kind == "tool":
-            from llmapp.backends.grammar import validate
+        self.stream = TextStream(GrammarEngine(engine, grammar.lark), self.ids,
+                                 config.replace(max_tokens=config.max_tokens - held), timeout=model.timeout)
+        self.message: AIMessage | None = None
 
-            validate(json.loads(text), grammar.schema)
+    def __iter__(self) -> Iterator[str]:
+        from llmapp.backends.constrained import closing
+
+        text = ""
+        pieces = iter(self.stream)
+        try:
+            for piece in pieces:
+                text += piece
+                if self.run_manager:
+                    self.run_manager.on_llm_new_token(piece)
+                yield piece
+        finally:
+            pieces.close()  # an early close stops the engine within one token
+        finish, produced = self.stream.usage["finish_reason"], self.stream.usage["output_tokens"]
+        tail = closing(self.grammar.lark, text)
+        if tail:
+            yield tail
+            text += tail
+            produced += len(self.engine.encode(tail))
+            finish = "length"
+        self.message = self._message(text, finish, produced)
+
+    def _message(self, text: str, finish: str, produced: int) -> AIMessage:
+        from llmapp.backends.grammar import validate
+
+        validate(json.loads(text), self.grammar.schema)
+        n = len(self.ids)
+        usage = {"input_tokens": n, "output_tokens": produced, "total_tokens": n + produced}
+        metadata = {"model_name": self.model.model, "finish_reason": finish}
+        if self.grammar.kind == "tool":
             metadata["finish_reason"] = "tool_calls" if finish == "stop" else finish
             return AIMessage(content="", tool_calls=[parse_call(text)], usage_metadata=usage,
                              response_metadata=metadata)
         return AIMessage(content=text, usage_metadata=usage, response_metadata=metadata)
 
+    def result(self) -> AIMessage:
+        """Decode to the end and return the message."""
+        for _ in self:
+            pass
+        assert self.message is not None
+        return self.message
 
-def as_chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
-    """A whole reply as stream chunks: the content or the tool calls in one, then usage and metadata."""
-    calls = [{"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"], "index": i,
-              "type": "tool_call_chunk"} for i, c in enumerate(message.tool_calls)]
-    yield ChatGenerationChunk(message=AIMessageChunk(content=message.content, tool_call_chunks=calls))
-    yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=message.usage_metadata,
-                                                     response_metadata=message.response_metadata,
-                                                     chunk_position="last"))
+    def chunks(self) -> Iterator[ChatGenerationChunk]:
+        """The reply as stream chunks: JSON text piece by piece, or a tool call whole; then usage and metadata."""
+        tool = self.grammar.kind == "tool"
+        for piece in self:
+            if not tool:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        message = self.message
+        assert message is not None
+        if tool:
+            calls = [{"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"],
+                      "index": i, "type": "tool_call_chunk"} for i, c in enumerate(message.tool_calls)]
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=calls))
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=message.usage_metadata,
+                                                         response_metadata=message.response_metadata,
+                                                         chunk_position="last"))
 
 
 def parse_reply(message: BaseMessage, schema: Any, json_schema: dict[str, Any] | None) -> Any:
