@@ -99,6 +99,8 @@ class StructuredChat:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         if schema is None and method != "json_mode":
             raise ValueError(f"method={method!r} needs a schema; pass one, or use method='json_mode'")
+        if _plain_schema(schema) and "title" not in schema:
+            schema = {"title": "reply", **schema}  # LangChain names a tool or format by the title
         json_schema = convert_to_json_schema(schema) if schema is not None else None
         trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
         if method == "function_calling":
@@ -225,6 +227,12 @@ class ConstrainedReply:
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=message.usage_metadata,
                                                          response_metadata=message.response_metadata,
                                                          chunk_position="last"))
+
+
+def _plain_schema(schema: Any) -> bool:
+    """Whether ``schema`` is a JSON schema dict (not an OpenAI tool dict)."""
+    return isinstance(schema, dict) and "function" not in schema and "parameters" not in schema and (
+        "properties" in schema or "type" in schema)
 
 
 def parse_reply(message: BaseMessage, schema: Any, json_schema: dict[str, Any] | None) -> Any:
