@@ -21,7 +21,14 @@ from pydantic import BaseModel, Field
 from llmapp.backends import load_chat_model
 from llmapp.backends.base import to_chat_dict
 from llmapp.backends.constrained import closing
-from llmapp.backends.grammar import LAYOUT, SchemaError, generation_schema, json_grammar, tool_grammar, validate
+from llmapp.backends.grammar import (
+    LAYOUT,
+    SchemaError,
+    generation_schema,
+    json_grammar,
+    tool_grammar,
+    validate,
+)
 from llmapp.backends.router import route
 from llmapp.backends.tools import preamble, tool_specs
 from llmapp.core.errors import LLMAppError
@@ -164,8 +171,8 @@ def test_tool_histories_render_into_the_prompt():
                ToolMessage("boom", name="get_weather", tool_call_id="c2", status="error")]
     rendered = [to_chat_dict(m) for m in history]
     assert rendered[2] == {"role": "assistant", "content": '{"name": "get_weather", "arguments": {"city": "Oslo"}}'}
-    assert rendered[3] == {"role": "user", "content": "Tool get_weather returned: Sunny."}
-    assert rendered[4]["content"] == "Tool get_weather failed: boom"
+    assert rendered[3] == {"role": "user", "content": "get_weather returned: Sunny."}
+    assert rendered[4]["content"] == "get_weather failed: boom"
     chat = _fake('{"name": "get_weather", "arguments": {"city": "Oslo"}}')
     chat_dicts, grammar = chat.plan_reply(history[:2], {"tools": [{"type": "function", "function": s} for s in
                                                                   tool_specs([get_weather])], "tool_choice": "any"})
@@ -203,3 +210,11 @@ def test_both_engines_decode_the_same_greedy_tool_call(backend):
     chat = load_chat_model(backend=backend, max_tokens=40).bind_tools([get_weather], tool_choice="any")
     (call,) = chat.invoke("What is the weather in Oslo?").tool_calls
     assert call["name"] == "get_weather" and call["args"] == {"city": "Oslo"}
+
+
+def test_the_shipped_router_threshold_is_the_calibrated_one():
+    from eval.calibrate_router import calibrate
+
+    result = calibrate()
+    low, high = result["plateau"]
+    assert low <= result["shipped_threshold"] <= high and result["test_accuracy"] >= 0.8, result

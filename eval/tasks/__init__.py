@@ -1,7 +1,7 @@
 """The task registry: name -> Task class, one small module per task.
 
     from eval.tasks import TASKS, get_task
-    sorted(TASKS)            # ['generation', 'perplexity', 'rag-qa', 'retrieval', 'summarization']
+    sorted(TASKS)            # ['generation', 'perplexity', 'rag-qa', 'retrieval', 'structured', 'summarization']
     get_task("rag-qa")       # the class; an unknown name raises LLMAppError listing the valid ones
 
 Add a task: write ``eval/tasks/<name>.py`` with a :class:`~eval.tasks.base.Task` subclass and a
@@ -15,6 +15,7 @@ from eval.tasks.generation import GenerationTask
 from eval.tasks.perplexity import PerplexityTask
 from eval.tasks.rag_qa import RAGQATask
 from eval.tasks.retrieval import RetrievalTask
+from eval.tasks.structured import StructuredTask
 from eval.tasks.summarization import SummarizationTask
 from llmapp.core.errors import LLMAppError
 
@@ -24,6 +25,7 @@ TASKS: dict[str, type[Task]] = {
     "retrieval": RetrievalTask,
     "summarization": SummarizationTask,
     "generation": GenerationTask,
+    "structured": StructuredTask,
 }
 
 

@@ -31,7 +31,15 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from llmapp.backends.grammar import Grammar, check_schema, response_format_grammar, tool_grammar
-from llmapp.backends.tools import choice, parse_call, schema_hint, tool_specs, with_preamble
+from llmapp.backends.tools import (
+    answer_from_results,
+    choice,
+    focused,
+    parse_call,
+    schema_hint,
+    tool_specs,
+    with_preamble,
+)
 from llmapp.core.errors import LLMAppError
 
 METHODS = ("json_schema", "json_mode", "function_calling")
@@ -136,13 +144,16 @@ class StructuredChat:
         specs = [t.get("function", t) for t in kwargs["tools"]]
         pick = choice(kwargs.get("tool_choice"), specs)
         if pick == "auto":
-            from llmapp.backends.router import route
+            from llmapp.backends.router import route_for
 
-            pick = route(messages, specs) or "none"
+            decision = route_for(messages, specs)
+            if decision is None:
+                return answer_from_results(messages, chat), None
+            chat, pick = focused(messages, chat, decision.clause), decision.tool
         if pick == "none":
-            return chat, None
+            return answer_from_results(messages, chat), None
         chosen = specs if pick == "any" else [s for s in specs if s["name"] == pick]
-        return with_preamble(chat, specs), tool_grammar(chosen)
+        return with_preamble(chat, chosen), tool_grammar(chosen)  # only the callable tools: less to confuse
 
     def constrained_reply(self, chat: list[dict[str, str]], grammar: Grammar, run_manager: Any = None,
                           **kwargs: Any) -> ConstrainedReply:

@@ -147,15 +147,40 @@ def message_dict(message: Any, text: str) -> dict[str, str] | None:
         text: its text content (content blocks already joined).
     """
     if message.type == "tool":
-        name = getattr(message, "name", None) or "the tool"
+        name = getattr(message, "name", None) or "The tool"
         verb = "failed" if getattr(message, "status", "success") == "error" else "returned"
-        return {"role": "user", "content": f"Tool {name} {verb}: {text}"}
+        return {"role": "user", "content": f"{name} {verb}: {text}"}
     calls = getattr(message, "tool_calls", None)
     if message.type == "ai" and calls:
         lines = [text.strip()] if text.strip() else []
         lines += [call_text(c["name"], c.get("args") or {}) for c in calls]
         return {"role": "assistant", "content": "\n".join(lines)}
     return None
+
+
+def answer_from_results(messages: list[Any], chat: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``chat`` for a text reply after this turn's tool results: the calls and results are folded into
+    the system message as context, ending at the user's request (a small model that sees JSON calls
+    in the history answers with another one).
+
+    Args:
+        messages: the LangChain messages; ``chat``: the same, rendered one dict each.
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+    results = [m["content"] for m, orig in zip(chat[last_user + 1:], messages[last_user + 1:], strict=True) if orig.type == "tool"]
+    if last_user < 0 or not results:
+        return chat
+    context = "\n".join(["Facts:", *results])  # measured: SmolLM2 answers "The answer is 42." from this
+    return with_preamble(chat[: last_user + 1], text=context)
+
+
+def focused(messages: list[Any], chat: list[dict[str, str]], clause: str) -> list[dict[str, str]]:
+    """``chat`` for a routed call: up to the user's last message, which becomes ``clause`` (the part the
+    router matched), so that a small model copies the call's arguments from the right words."""
+    last_user = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+    if last_user < 0:
+        return chat
+    return [*chat[:last_user], {"role": "user", "content": clause}]
 
 
 def new_call_id() -> str:
