@@ -1,9 +1,16 @@
-"""Benchmark: streaming generation through the LangChain chat model against raw ``model.generate``.
+"""Benchmark: decoding speed of the llama.cpp and transformers backends, side by side in one run.
 
-Side by side in one process, on the same loaded model and the same chat prompt, greedy decoding:
-tokens/s of ``ChatLocal.stream`` ÷ tokens/s of ``model.generate`` (target ≥ 0.95), time to first
-token, the model's load time from the on-disk cache (measured in a fresh process after ``import
-torch, transformers``, whose ~1.5 s is reported apart as ``import_s``; target ≤ 3 s) and peak RSS.
+On the same chat prompt, greedy, exactly ``new_tokens`` tokens (end-of-turn suppressed), at the same
+thread count for both backends (1 and 2):
+
+- ``llamacpp_vs_hf_ratio``: our llama.cpp stream tok/s ÷ raw ``model.generate`` tok/s (target ≥ 4);
+- ``llamacpp_stream_vs_raw_ratio``: our stream ÷ raw ``xllamacpp`` calls (our overhead; target ≥ 0.95);
+- ``hf_stream_vs_raw_ratio``: the same for the transformers path (target ≥ 0.95);
+- llama.cpp tok/s at 1 and 2 threads with another process busy on one core (``*_loaded``): the
+  measurement behind ``threads="auto"``;
+- time to first token for a one-line prompt (target ≤ 0.1 s) and the peak RSS of a whole
+  ``llmapp generate`` process (target ≤ 350 MB), both on the default backend;
+- load times from the caches, each in a fresh process.
 
     llmapp bench generate
     python -c "from eval.bench_generate import bench_generate; print(bench_generate(quick=True))"
@@ -12,14 +19,15 @@ torch, transformers``, whose ~1.5 s is reported apart as ``import_s``; target �
 from __future__ import annotations
 
 import json
-import resource
+import multiprocessing
 import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 PROMPT = "Write a long, detailed story about a dragon who learns to bake bread."
-_LOAD_SNIPPET = """
+_LOAD_HF = """
 import json, time
 t0 = time.perf_counter()
 import torch, transformers
@@ -29,83 +37,175 @@ load_causal_lm("{model}")
 t2 = time.perf_counter()
 print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1}}))
 """
+_LOAD_LLAMACPP = """
+import json, time
+t0 = time.perf_counter()
+from llmapp.backends import load_chat_model
+t1 = time.perf_counter()
+load_chat_model("{model}").warm()
+t2 = time.perf_counter()
+print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1}}))
+"""
+_RSS = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "llmapp.cli", "generate", "Write a haiku about autumn.", "--max-tokens", "64"],
+               check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
 
 
 def bench_generate(quick: bool = False, model: str = "smollm2-135m-instruct", new_tokens: int = 128) -> dict:
-    """Measure streaming vs raw decode speed, first-token latency, cached load time and peak RSS.
+    """Measure both backends' decode speed, our overheads, first-token latency, load time and RSS.
 
     Args:
-        quick: one repetition and 32 tokens instead of three repetitions of ``new_tokens``.
-        model: registry name or path of a causal LM.
-        new_tokens: tokens generated per run (greedy; the model is not allowed to stop early).
+        quick: one repetition of 32 tokens instead of three of ``new_tokens``.
+        model: a registry name or ``.gguf`` with an HF-loadable twin (the bundled SmolLM2).
+        new_tokens: tokens generated per run.
 
     Returns:
-        A dict of figures; ``ratio_stream_vs_raw`` is the headline.
+        A dict of figures, per thread count under ``threads_1`` and ``threads_2``.
     """
+    reps, n = (1, 32) if quick else (3, new_tokens)
+    out: dict[str, Any] = {"model": model, "new_tokens": n, "repetitions": reps}
+    for threads in (1, 2):
+        out[f"threads_{threads}"] = _side_by_side(model, n, reps, threads)
+    out["llamacpp_tok_s_loaded"] = {f"threads_{t}": _llamacpp_loaded(model, n, t) for t in (1, 2)}
+    out["time_to_first_token_s"] = _ttft(model, reps=3 if quick else 10)
+    out["generate_peak_rss_mb"] = round(float(_fresh(_RSS)), 1)
+    out["load_llamacpp"] = json.loads(_fresh(_LOAD_LLAMACPP.format(model=model)))
+    out["load_hf_from_cache"] = json.loads(_fresh(_LOAD_HF.format(model=model)))
+    from llmapp.backends import load_chat_model
+
+    out["backend_default"] = load_chat_model(model).backend_info()
+    return out
+
+
+def _side_by_side(model: str, n: int, reps: int, threads: int) -> dict[str, Any]:
+    """HF raw and streamed, llama.cpp raw and streamed, interleaved so load drift hits all alike."""
     import torch
 
-    from llmapp.backends.hf import ChatLocal
+    torch.set_num_threads(threads)
+    runs = {"hf_raw": _hf_raw(model, n), "hf_stream": _stream(model, n, "hf", threads),
+            "llamacpp_raw": _llamacpp_raw(model, n, threads), "llamacpp_stream": _stream(model, n, "llamacpp", threads)}
+    for run in runs.values():
+        run()  # warm-up: caches, kernels, pages
+    tps: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            tps[name].append(run())
+    med = {k: statistics.median(v) for k, v in tps.items()}
+    return {**{f"{k}_tok_s": round(v, 1) for k, v in med.items()},
+            "llamacpp_vs_hf_ratio": round(med["llamacpp_stream"] / med["hf_raw"], 2),
+            "llamacpp_stream_vs_raw_ratio": round(med["llamacpp_stream"] / med["llamacpp_raw"], 3),
+            "hf_stream_vs_raw_ratio": round(med["hf_stream"] / med["hf_raw"], 3)}
 
-    load = _load_in_fresh_process(model)
-    reps, n = (1, 32) if quick else (3, new_tokens)
-    chat = ChatLocal(model=model, max_tokens=n)
-    lm = chat.lm
+
+def _chat(model: str, backend: str, n: int, threads: int) -> Any:
+    from llmapp.backends import load_chat_model
+
+    extra = {"threads": threads, "batch_threads": threads} if backend == "llamacpp" else {}
+    return load_chat_model(model, backend=backend, max_tokens=n, **extra)
+
+
+def _ids(chat: Any) -> list[int]:
     from langchain_core.messages import HumanMessage
 
-    ids = chat.prompt_ids([HumanMessage(PROMPT)])
-    prompt = torch.tensor([ids], device=lm.device)
-    # The chat model may stop at EOS; forbid EOS on both sides so each run makes exactly n tokens.
-    no_eos = {"min_new_tokens": n}
+    return chat.prompt_ids([HumanMessage(PROMPT)])
 
-    def raw() -> tuple[float, float]:
+
+def _hf_raw(model: str, n: int) -> Any:
+    import torch
+
+    lm = _chat(model, "hf", n, 1).lm
+    prompt = torch.tensor([_ids(_chat(model, "hf", n, 1))], device=lm.device)
+
+    def run() -> float:
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = lm.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
-                                    do_sample=False, pad_token_id=lm.pad_token_id, **no_eos)
-        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - t0), float("nan")
+            out = lm.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
+                                    do_sample=False, pad_token_id=lm.pad_token_id)
+        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - t0)
 
-    def streamed() -> tuple[float, float]:
-        from llmapp.generation import TextStream
+    return run
+
+
+def _stream(model: str, n: int, backend: str, threads: int) -> Any:
+    from llmapp.backends.base import TextStream
+
+    chat = _chat(model, backend, n, threads)
+    ids, engine, config = _ids(chat), chat.engine, chat.generation_config()
+    options = {"min_new_tokens": n} if backend == "hf" else {"ignore_eos": True}
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        stream = TextStream(engine, ids, config, **options)
+        for _ in stream:
+            pass
+        return stream.usage["output_tokens"] / (time.perf_counter() - t0)
+
+    return run
+
+
+def _llamacpp_raw(model: str, n: int, threads: int) -> Any:
+    """xllamacpp called directly with the same request, counting chunks: the floor our stream is held to."""
+    from llmapp.backends.llamacpp import request_body
+
+    chat = _chat(model, "llamacpp", n, threads)
+    engine = chat.engine
+    body = request_body(_ids(chat), chat.generation_config(), repeat_last_n=engine.context_window, ignore_eos=True)
+
+    def run() -> float:
+        count = [0]
+
+        def on_chunk(chunk: Any) -> bool:
+            count[0] += 1
+            return False
 
         t0 = time.perf_counter()
-        first = None
-        stream = TextStream(lm, ids, chat.generation_config())
-        stream.extra_generate_kwargs = no_eos
-        for _ in stream:
-            first = first or time.perf_counter() - t0
-        return stream.usage["output_tokens"] / (time.perf_counter() - t0), first
+        engine.server.handle_completions(body, on_chunk)
+        return (count[0] - 1) / (time.perf_counter() - t0)  # the last chunk only carries usage
 
-    raw(), streamed()  # warm-up: first calls allocate caches and pick kernels
-    raw_tps, stream_tps, ttft = [], [], []
-    for _ in range(reps):  # interleaved, so drift in machine load hits both sides alike
-        raw_tps.append(raw()[0])
-        tps, first = streamed()
-        stream_tps.append(tps)
-        ttft.append(first)
-    raw_med, stream_med = statistics.median(raw_tps), statistics.median(stream_tps)
-    return {
-        "model": model,
-        "new_tokens": n,
-        "repetitions": reps,
-        "threads": torch.get_num_threads(),
-        "raw_generate_tok_s": round(raw_med, 2),
-        "stream_tok_s": round(stream_med, 2),
-        "ratio_stream_vs_raw": round(stream_med / raw_med, 3),
-        "time_to_first_token_s": round(statistics.median(ttft), 3),
-        "load_from_cache_s": round(load["load_s"], 2),
-        "import_s": round(load["import_s"], 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    return run
 
 
-def _load_in_fresh_process(model: str) -> dict:
-    """Load time from the on-disk cache in a new interpreter (after one load has built the cache)."""
-    from llmapp.models import resolve
+def _busy(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
-    resolve(model)  # builds the GGUF cache if this is the very first run
-    out = subprocess.run([sys.executable, "-c", _LOAD_SNIPPET.format(model=model)], capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def _llamacpp_loaded(model: str, n: int, threads: int) -> float:
+    """llama.cpp tok/s while another process spins on one core (a busy machine)."""
+    run = _stream(model, n, "llamacpp", threads)
+    hog = multiprocessing.get_context("spawn").Process(target=_busy, args=(30.0,), daemon=True)
+    hog.start()
+    try:
+        time.sleep(0.3)
+        return round(statistics.median(run() for _ in range(3)), 1)
+    finally:
+        hog.terminate()
+        hog.join()
+
+
+def _ttft(model: str, reps: int) -> float:
+    """Seconds from calling ``stream`` on a one-line prompt to its first text, on the default backend."""
+    from llmapp.backends import load_chat_model
+
+    chat = load_chat_model(model, max_tokens=8).warm()
+    times = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        for chunk in chat.stream("Hello! How are you?"):
+            if chunk.content:
+                times.append(time.perf_counter() - t0)
+                break
+    return round(statistics.median(times[1:]), 3)
+
+
+def _fresh(snippet: str) -> str:
+    """Run ``snippet`` in a new interpreter and return the last line it printed."""
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":

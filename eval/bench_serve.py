@@ -6,6 +6,10 @@ then 50 streams at once: requests/s, p50/p95 latency, p50/p95 time to first toke
 tokens/s, side by side with the single-stream figure (``ratio_aggregate_vs_single``). ``sweep=True``
 (``--sweep``) repeats the burst with 1 and 4 workers, which is how the default of 2 was chosen.
 
+``four_streams`` compares backends under 4 concurrent streams of 64 tokens: llama.cpp with 4
+workers (its continuous batching decodes them together) against transformers with its 2 workers,
+the server as it was before the llama.cpp backend (``ratio_llamacpp_vs_hf``; target ≥ 3).
+
     llmapp bench serve
     python -m eval.bench_serve --quick --sweep
     python -c "from eval.bench_serve import bench_serve; print(bench_serve(quick=True))"
@@ -35,14 +39,18 @@ def bench_serve(quick: bool = False, requests: int = 50, workers: int | None = N
     Returns:
         A flat dict of figures; ``aggregate_tok_s`` / ``single_stream_tok_s`` is the headline ratio.
     """
-    import torch
-
+    from llmapp.backends import load_chat_model
     from llmapp.server import ServeConfig
 
     tokens = 8 if quick else 32
     workers = workers or ServeConfig.workers
-    result: dict = {"model": MODEL, "requests": requests, "max_tokens": tokens, "threads": torch.get_num_threads()}
+    result: dict = {"model": MODEL, "requests": requests, "max_tokens": tokens,
+                    "backend": load_chat_model(MODEL).backend_info()}
     result.update(_run(workers, requests, tokens, with_single=True))
+    four = {name: _run(w, 4, 16 if quick else 64, with_single=False, backend=name)["aggregate_tok_s"]
+            for name, w in (("llamacpp", 4), ("hf", 2))}
+    result["four_streams"] = {"llamacpp_4_workers_tok_s": four["llamacpp"], "hf_2_workers_tok_s": four["hf"],
+                              "ratio_llamacpp_vs_hf": round(four["llamacpp"] / four["hf"], 2)}
     if sweep:
         for other in (1, 4):
             if other != workers:
@@ -52,14 +60,14 @@ def bench_serve(quick: bool = False, requests: int = 50, workers: int | None = N
     return result
 
 
-def _run(workers: int, requests: int, tokens: int, with_single: bool) -> dict:
+def _run(workers: int, requests: int, tokens: int, with_single: bool, backend: str | None = None) -> dict:
     """One server with ``workers`` threads: optionally a lone stream, then the burst."""
     import openai
     from tqdm import tqdm
 
     from llmapp.server import ServeConfig, create_app, running
 
-    app = create_app(ServeConfig(models=[MODEL], workers=workers, queue_size=max(64, requests)))
+    app = create_app(ServeConfig(models=[MODEL], workers=workers, queue_size=max(64, requests), backend=backend))
     with running(app) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=600)
         _stream(client, tokens)  # warm the connection pool and the model's kernels

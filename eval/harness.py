@@ -117,7 +117,8 @@ def evaluate(tasks: list[str], out: str | Path, models: list[str] | None = None,
     results: dict[str, Any] = {
         "version": RESULTS_VERSION, "models": ctx.models, "seed": seed, "limit": limit, "store": store,
         "embeddings": embeddings, "started": _now(), "git_commit": _git_commit(), "packages": _versions(),
-        "python": platform.python_version(), "platform": platform.platform(), "tasks": {},
+        "python": platform.python_version(), "platform": platform.platform(), "backends": _backends(ctx.models),
+        "tasks": {},
     }
     by_task = {}
     for o in overrides or []:
@@ -131,6 +132,19 @@ def evaluate(tasks: list[str], out: str | Path, models: list[str] | None = None,
     results["finished"] = _now()
     write_outputs(results, out)
     return results
+
+
+def _backends(models: list[str]) -> dict[str, Any]:
+    """What runs each model under test (backend, version, threads), so any number can be reproduced."""
+    from eval.tasks.base import chat_model
+
+    out: dict[str, Any] = {}
+    for spec in models:
+        try:
+            out[spec] = chat_model(spec).backend_info()
+        except Exception as exc:  # noqa: BLE001 - a checkpoint the chat backends cannot run (perplexity-only)
+            out[spec] = {"backend": None, "note": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    return out
 
 
 def _run_task(task: Task, cache: ExampleCache, progress: bool) -> dict[str, Any]:

@@ -133,3 +133,17 @@ def test_partial_stop_strings_are_held_back():
     assert _held_back("Hello Tue", ["Tuesday"]) == 3
     assert _held_back("Hello", ["Tuesday"]) == 0
     assert _held_back("ab", ["abc", "b"]) == 2
+
+
+def test_llamacpp_cache_grows_when_a_prompt_needs_it():
+    from llmapp.backends.llamacpp import MIN_CONTEXT, ChatLlamaCpp, load_engine
+
+    chat = ChatLlamaCpp(max_tokens=2, threads=1, batch_threads=2)
+    engine = chat.engine
+    assert engine is load_engine(chat.model, 1, 2, 1, "q8_0")
+    short = chat.invoke("Say OK.").content
+    long = "The cat sat on the mat. " * 300  # ~2100 tokens: more than the first cache holds
+    assert engine.allocated == MIN_CONTEXT
+    reply = chat.invoke(long)
+    assert engine.allocated == 2 * MIN_CONTEXT and reply.usage_metadata["input_tokens"] > MIN_CONTEXT
+    assert chat.invoke("Say OK.").content == short  # the restarted engine answers as before

@@ -1,7 +1,8 @@
 """The task registry: name -> Task class, one small module per task.
 
     from eval.tasks import TASKS, get_task
-    sorted(TASKS)            # ['generation', 'perplexity', 'rag-qa', 'retrieval', 'structured', 'summarization']
+    sorted(TASKS)            # ['backend-parity', 'generation', 'perplexity', 'rag-qa', 'retrieval', 'structured',
+                             #  'summarization']
     get_task("rag-qa")       # the class; an unknown name raises LLMAppError listing the valid ones
 
 Add a task: write ``eval/tasks/<name>.py`` with a :class:`~eval.tasks.base.Task` subclass and a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from eval.tasks.base import EvalContext, System, Task
 from eval.tasks.generation import GenerationTask
+from eval.tasks.parity import ParityTask
 from eval.tasks.perplexity import PerplexityTask
 from eval.tasks.rag_qa import RAGQATask
 from eval.tasks.retrieval import RetrievalTask
@@ -25,6 +27,7 @@ TASKS: dict[str, type[Task]] = {
     "retrieval": RetrievalTask,
     "summarization": SummarizationTask,
     "generation": GenerationTask,
+    "backend-parity": ParityTask,
     "structured": StructuredTask,
 }
 

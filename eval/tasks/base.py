@@ -149,3 +149,20 @@ def sentences(text: str) -> list[str]:
 def model_systems(ctx: EvalContext) -> list[System]:
     """The models under test as systems."""
     return [System(name=m, kind="model", spec=str(m)) for m in ctx.models]
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``NAME@BACKEND`` -> ``(NAME, BACKEND)``; a plain name runs on its default backend (``None``)."""
+    from llmapp.backends import BACKENDS
+
+    name, sep, backend = str(spec).rpartition("@")
+    return (name, backend) if sep and backend in BACKENDS else (str(spec), None)
+
+
+def chat_model(spec: str, **settings: Any) -> Any:
+    """The chat model a system names: ``smollm2-135m-instruct`` on its default backend, or
+    ``smollm2-135m-instruct@hf`` on another, so one run can compare backends row by row."""
+    from llmapp.backends import load_chat_model
+
+    name, backend = split_spec(spec)
+    return load_chat_model(name, backend=backend, **settings)

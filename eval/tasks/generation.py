@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from eval.baselines import WordMarkov
 from eval.metrics import distinct_n, mean, repetition_rate, words
-from eval.tasks.base import DATA, System, Task, limited, model_systems, read_jsonl
+from eval.tasks.base import DATA, System, Task, chat_model, limited, model_systems, read_jsonl
 
 
 @dataclass
@@ -52,9 +52,7 @@ class GenerationTask(Task):
             text = self._markov.generate(example["prompt"], self.config.baseline_words,
                                           seed=f"{self.ctx.seed}:{example['id']}")
         else:
-            from llmapp import load_chat_model
-
-            chat = load_chat_model(system.spec, max_tokens=self.config.max_tokens,
+            chat = chat_model(system.spec, max_tokens=self.config.max_tokens,
                                    temperature=self.config.temperature, seed=self.ctx.seed)
             text = chat.invoke(example["prompt"]).content.strip()
         return {"prompt": example["prompt"], "text": text, "words": len(words(text)), "chars": len(text),

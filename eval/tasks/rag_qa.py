@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from eval.metrics import exact_match, keyword_accuracy, mean, token_f1
-from eval.tasks.base import DATA, System, Task, limited, model_systems, read_jsonl, sentences
+from eval.tasks.base import DATA, System, Task, chat_model, limited, model_systems, read_jsonl, sentences
 from llmapp.core.config import RAGConfig
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,7 @@ class RAGQATask(Task):
         self.setup()
         if system.kind == "model":
             from chains.rag import rag_chain
-            from llmapp import load_chat_model
-
-            chat = load_chat_model(system.spec, max_tokens=self.config.max_tokens, seed=self.ctx.seed)
+            chat = chat_model(system.spec, max_tokens=self.config.max_tokens, seed=self.ctx.seed)
             out = rag_chain(self.store, chat, self.rag_config(), return_sources=True).invoke(example["question"])
         else:
             out = self._baseline(system.spec, example)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from eval.baselines import lead, random_sentences
 from eval.metrics import mean, rouge
-from eval.tasks.base import DATA, System, Task, limited, model_systems, read_jsonl, sentences
+from eval.tasks.base import DATA, System, Task, chat_model, limited, model_systems, read_jsonl, sentences
 
 PROMPT = "Summarize the following text in two or three sentences.\n\n{document}"
 
@@ -51,9 +51,7 @@ class SummarizationTask(Task):
         elif system.spec == "random":
             summary = random_sentences(sentences(doc), self.config.lead_k, f"{self.ctx.seed}:{example['id']}")
         else:
-            from llmapp import load_chat_model
-
-            chat = load_chat_model(system.spec, max_tokens=self.config.max_tokens, truncate=True, seed=self.ctx.seed)
+            chat = chat_model(system.spec, max_tokens=self.config.max_tokens, truncate=True, seed=self.ctx.seed)
             summary = chat.invoke(PROMPT.format(document=doc)).content.strip()
         return {"summary": summary, "words": len(summary.split()), **rouge(summary, example["summary"])}
 

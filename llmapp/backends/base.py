@@ -65,9 +65,13 @@ class Engine(Protocol):
         """Token ids of ``messages`` rendered with the model's chat template, ready for the reply."""
 
     def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
-                 grammar: str | None = None) -> Generation:
-        """Start decoding after ``ids``; setting ``cancel`` stops it within one token. ``grammar``
-        (llguidance Lark, from :mod:`llmapp.backends.grammar`) allows only the tokens it allows."""
+                 **options: Any) -> Generation:
+        """Start decoding after ``ids``; setting ``cancel`` stops it within one token.
+
+        ``options`` are engine-specific extras (``transformers.generate`` keywords, llama.cpp request
+        fields), used by benchmarks and constrained decoding (``grammar``: llguidance Lark from
+        :mod:`llmapp.backends.grammar`; only the tokens it allows are decoded).
+        """
 
     def info(self) -> dict[str, Any]:
         """What runs the model (backend, its version, threads, device), recorded in bench and eval results."""
@@ -109,18 +113,19 @@ class TextStream:
         config: decoding settings; ``config.stop`` strings end the text and are never emitted.
         cancel: set it from anywhere to stop generation within one token.
         timeout: seconds after which generation stops with what it has (finish reason ``length``).
+        options: engine-specific extras passed to ``engine.generate``.
     """
 
     def __init__(self, engine: Engine, input_ids: list[int], config: GenerationConfig,
-                 cancel: threading.Event | None = None, timeout: float | None = None) -> None:
-        self.engine, self.input_ids, self.config, self.timeout = engine, input_ids, config, timeout
+                 cancel: threading.Event | None = None, timeout: float | None = None, **options: Any) -> None:
+        self.engine, self.input_ids, self.config, self.timeout, self.options = engine, input_ids, config, timeout, options
         self.cancel = cancel or threading.Event()
         self.usage: dict[str, Any] = {"input_tokens": len(input_ids), "output_tokens": 0, "finish_reason": None}
 
     def __iter__(self) -> Iterator[str]:
         stops = self.config.stop
         deadline = time.monotonic() + self.timeout if self.timeout else None
-        generation = self.engine.generate(self.input_ids, self.config, self.cancel)
+        generation = self.engine.generate(self.input_ids, self.config, self.cancel, **self.options)
         text = emitted = ""
         pieces = iter(generation)
         try:

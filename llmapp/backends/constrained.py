@@ -186,7 +186,7 @@ def hf_logits_processor(lm: Any, lark: str, kwargs: dict[str, Any]) -> GrammarLo
         _HF_TOKENIZERS[id(tok)] = (tok, from_tokenizer(tok, eos_token=eos))
     warpers: list[Any] = []
     if kwargs.get("do_sample"):
-        top_k = kwargs.get("top_k") or lm.model.generation_config.top_k
+        top_k = kwargs.get("top_k") or 0  # 0: off, as in GenerationConfig
         top_p = kwargs.get("top_p") or 1.0
         if top_k:
             warpers.append(TopKLogitsWarper(top_k=int(top_k)))

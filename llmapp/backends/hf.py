@@ -46,8 +46,8 @@ class HFEngine:
         return self.encode(text)
 
     def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
-                 grammar: str | None = None) -> TokenGeneration:
-        return TokenGeneration(self.lm, ids, config, cancel, grammar)
+                 **options: Any) -> TokenGeneration:
+        return TokenGeneration(self.lm, ids, config, cancel, options)
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -61,12 +61,13 @@ class TokenGeneration:
     """``transformers.generate`` in a worker thread; iterating decodes the new tokens into text pieces."""
 
     def __init__(self, lm: LoadedLM, ids: list[int], config: GenerationConfig, cancel: threading.Event,
-                 grammar: str | None = None) -> None:
+                 options: dict[str, Any] | None = None) -> None:
         self.lm, self.ids, self.config, self.cancel = lm, ids, config, cancel
-        self.grammar = grammar  # llguidance Lark text the tokens must follow (llmapp.backends.grammar)
         self.output_tokens = 0
         self.finish_reason: str | None = None
-        self.extra_generate_kwargs: dict[str, Any] = {}  # passed through to generate() (benchmarks, tests)
+        self.extra_generate_kwargs = dict(options or {})  # passed through to generate() (benchmarks, grammars)
+        # llguidance Lark text the tokens must follow (llmapp.backends.grammar), applied by a logits processor
+        self.grammar: str | None = self.extra_generate_kwargs.pop("grammar", None)
         self._tokens: queue.Queue = queue.Queue()
 
     def __iter__(self) -> Iterator[str]:
@@ -142,11 +143,10 @@ class TokenGeneration:
 
 def generate_kwargs(config: GenerationConfig) -> dict[str, Any]:
     """``config`` as ``transformers.generate`` keywords: greedy at temperature 0, sampling above it."""
-    kwargs = config.engine_kwargs("hf")
-    sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "top_k") if k in kwargs}
+    kwargs = config.engine_kwargs("hf")  # greedy: the sampling-only settings are already left out
     kwargs["do_sample"] = config.temperature > 0
-    if config.temperature > 0:
-        kwargs.update(sampling, top_k=sampling.get("top_k") or None)
+    if not kwargs["do_sample"]:
+        kwargs.pop("temperature", None)
     if kwargs.get("repetition_penalty") == 1.0:
         del kwargs["repetition_penalty"]  # the neutral value: skip the logits processor
     return kwargs

@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +43,7 @@ from llmapp.core.errors import LLMAppError, ModelNotFound
 from llmapp.models.registry import REGISTRY, gguf_file
 from llmapp.models.tokenizer import gguf_tokenizer
 
+MIN_CONTEXT = 2048  # tokens of cache a one-slot engine starts with; it grows when a prompt needs more
 KV_CACHE_TYPES = ("f16", "q8_0")  # q8_0 halves the cache (8k tokens: 100 MB, not 190) at no measured quality cost
 _DONE = object()
 
@@ -56,23 +58,35 @@ def auto_threads() -> int:
 
 
 class LlamaCppEngine:
-    """One loaded GGUF: a llama.cpp server core with ``slots`` parallel sequences, and its tokenizer."""
+    """One loaded GGUF: a llama.cpp server core with ``slots`` parallel sequences, and its tokenizer.
+
+    A one-slot engine (the CLI, the REPL) starts with a 2k-token cache and restarts with a bigger one
+    (up to the model's window) the first time a prompt needs it, so a short job never pays for 8k
+    tokens of cache; a served engine (several slots) allocates a full window per slot up front.
+    """
 
     def __init__(self, gguf: Path, name: str, threads: int, batch_threads: int, slots: int, kv_cache: str,
                  context_window: int) -> None:
-        import xllamacpp
-
         self.name, self.gguf, self.threads, self.batch_threads, self.slots = name, gguf, threads, batch_threads, slots
         self.kv_cache, self.context_window = kv_cache, context_window
         self.tokenizer = gguf_tokenizer(str(gguf))
+        self._idle = threading.Condition()
+        self._active = 0
+        self.allocated = 0  # tokens of KV cache the running server has
+        self.server: Any = None
+        self._start(context_window * slots if slots > 1 else min(context_window, MIN_CONTEXT))
+
+    def _start(self, n_ctx: int) -> None:
+        import xllamacpp
+
         params = xllamacpp.CommonParams()
-        params.model.path = str(gguf)
-        params.n_ctx = context_window * slots  # one window per slot, in a cache the slots share
-        params.kv_unified = True
-        params.n_parallel = slots
-        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = threads, batch_threads
+        params.model.path = str(self.gguf)
+        params.n_ctx = n_ctx
+        params.kv_unified = True  # the slots share one cache
+        params.n_parallel = self.slots
+        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = self.threads, self.batch_threads
         params.cpuparams.poll = params.cpuparams_batch.poll = 0  # sleep, don't spin: spinning starves a busy machine
-        kv_type = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{kv_cache.upper()}")
+        kv_type = getattr(xllamacpp.ggml_type, f"GGML_TYPE_{self.kv_cache.upper()}")
         params.cache_type_k = params.cache_type_v = kv_type
         params.verbosity = -1
         params.ui = False
@@ -80,13 +94,30 @@ class LlamaCppEngine:
         params.api_keys = [secrets.token_urlsafe(32)]  # defence in depth: the listener is unreachable anyway
         private = Path(tempfile.mkdtemp(prefix="llmapp-llamacpp-"))  # mkdtemp: mode 0700, this user only
         params.hostnames = [str(private / "engine.sock")]
+        self.server = None  # the old server (if any) frees its cache before the new one allocates
         try:
             self.server = xllamacpp.Server(params)
         except RuntimeError:
-            raise ModelNotFound(f"llama.cpp could not load {gguf} (a damaged or unsupported GGUF?); check the file, "
-                                "or try --backend hf") from None
+            raise ModelNotFound(f"llama.cpp could not load {self.gguf} (a damaged or unsupported GGUF?); check the "
+                                "file, or try --backend hf") from None
         finally:
             shutil.rmtree(private, ignore_errors=True)  # unlink the socket: nothing can connect to it now
+        self.allocated = n_ctx
+
+    @contextmanager
+    def reserved(self, tokens: int) -> Iterator[Any]:
+        """The server, with cache for ``tokens`` (grown first if needed, once nothing else runs on it)."""
+        with self._idle:
+            if tokens > self.allocated and self.slots == 1:
+                self._idle.wait_for(lambda: self._active == 0)
+                self._start(min(self.context_window, max(MIN_CONTEXT, 1 << (tokens - 1).bit_length())))
+            self._active += 1
+        try:
+            yield self.server
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens)
@@ -95,9 +126,9 @@ class LlamaCppEngine:
         return self.tokenizer.chat_ids(messages)
 
     def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
-                 grammar: str | None = None) -> LlamaGeneration:
-        extra = {"grammar": grammar} if grammar is not None else {}  # llguidance Lark: llama.cpp runs it itself
-        return LlamaGeneration(self, request_body(ids, config, repeat_last_n=self.context_window, **extra), cancel)
+                 **options: Any) -> LlamaGeneration:
+        """``options`` are extra llama.cpp request fields (``ignore_eos``, ``n_probs``, ``grammar``, ...)."""
+        return LlamaGeneration(self, request_body(ids, config, repeat_last_n=self.context_window, **options), cancel)
 
     def info(self) -> dict[str, Any]:
         import xllamacpp
@@ -166,7 +197,8 @@ class LlamaGeneration:
 
     def _run(self) -> None:
         try:
-            self.engine.server.handle_completions(self.body, self._on_chunk)
+            with self.engine.reserved(len(self.body["prompt"]) + int(self.body.get("n_predict", 0))) as server:
+                server.handle_completions(self.body, self._on_chunk)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises
             self._queue.put(exc)
         finally:

@@ -133,13 +133,16 @@ class ChatOpenAICompatible(ChatOpenAI):
 _FIELDS = {f.name for f in dataclasses.fields(GenerationConfig)}
 
 
+_CHAT_OPENAI_FIELDS = ("max_tokens", "temperature", "top_p", "seed", "stop")  # what ChatOpenAI takes itself
+
+
 def _openai_kwargs(config: GenerationConfig) -> dict[str, Any]:
     """``config`` as ChatOpenAI fields; settings OpenAI lacks go in ``extra_body`` (vLLM and llmapp take them)."""
     kwargs = config.engine_kwargs("openai")
-    extra = {k: kwargs.pop(k) for k in ("top_k", "repetition_penalty") if k in kwargs}
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _CHAT_OPENAI_FIELDS}
     if config.stop:
         kwargs["stop"] = list(config.stop)
-    return {**kwargs, "extra_body": extra or None}
+    return {"top_p": None, "seed": None, **kwargs, "extra_body": extra or None}
 
 
 def _local_tokenizer(model: str) -> Any:

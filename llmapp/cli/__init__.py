@@ -35,7 +35,7 @@ COMMANDS: dict[str, str] = {
 
 # One-line help shown by `llmapp --help` without importing the command modules.
 SUMMARIES: dict[str, str] = {
-    "models": "List registered models: installed or not, size, context window, weights path.",
+    "models": "List registered models: backend, installed or not, size, context window, weights path.",
     "generate": "Generate text from a prompt template, streamed.",
     "summarize": "Summarize a file of any length (stuff / map-reduce / refine).",
     "index": "Index files and folders into a FAISS store for retrieval.",

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import click
 
-from llmapp.models import DEFAULT_CHAT, DEFAULT_EMBEDDINGS
+from llmapp.cli.options import generation_options, model_options
+from llmapp.models import DEFAULT_EMBEDDINGS
 
 
-def _chat(model: str, max_tokens: int, temperature: float = 0.0, seed: int | None = None):
+def _chat(model: str, backend: str | None, settings: dict):
     from llmapp import load_chat_model
 
-    return load_chat_model(model, max_tokens=max_tokens, temperature=temperature, seed=seed)
+    return load_chat_model(model, backend=backend, **settings)
 
 
 def _echo_stream(pieces) -> str:
@@ -52,12 +53,10 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--var", "variables", multiple=True, metavar="K=V", help="A template variable (repeatable).")
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False), envvar="LLMAPP_TEMPLATES",
               help="Folder of your own templates (also $LLMAPP_TEMPLATES).")
-@click.option("--model", "-m", default=DEFAULT_CHAT, show_default=True, help="Chat model: registry name, HF dir, .gguf.")
-@click.option("--max-tokens", default=256, show_default=True, help="Longest reply, in tokens.")
-@click.option("--temperature", default=0.0, show_default=True, help="0 = greedy; 0.7 for varied text.")
-@click.option("--seed", type=int, default=None, help="Seed for sampled (temperature > 0) output.")
 @click.option("--list", "list_templates", is_flag=True, help="List the templates and exit.")
-def generate(prompt, template, variables, templates_dir, model, max_tokens, temperature, seed, list_templates):
+@model_options()
+@generation_options()
+def generate(prompt, template, variables, templates_dir, list_templates, model, backend, settings):
     """Generate text from a prompt template, streamed.
 
     PROMPT fills the template's main variable (``prompt`` for the default template); --var sets the
@@ -67,6 +66,8 @@ def generate(prompt, template, variables, templates_dir, model, max_tokens, temp
     Examples:
       llmapp generate "Write a haiku about autumn"
       llmapp generate -t code_assistant "reverse a string" --var language=Rust
+      llmapp generate "Tell me a story" --temperature 0.7 --seed 1 --max-tokens 400
+      llmapp generate "Hello" --backend hf          # transformers instead of llama.cpp
       llmapp generate --list
     """
     from prompts import available, load_prompt
@@ -84,7 +85,7 @@ def generate(prompt, template, variables, templates_dir, model, max_tokens, temp
         values[main] = prompt
     from chains.generate import generate_chain
 
-    chain = generate_chain(_chat(model, max_tokens, temperature, seed), template, templates_dir)
+    chain = generate_chain(_chat(model, backend, settings), template, templates_dir)
     _echo_stream(chain.stream(values))
 
 
@@ -92,13 +93,12 @@ def generate(prompt, template, variables, templates_dir, model, max_tokens, temp
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--strategy", type=click.Choice(["auto", "stuff", "map_reduce", "refine"]), default="auto",
               show_default=True, help="auto: stuff if the text fits the window, else map_reduce.")
-@click.option("--model", "-m", default=DEFAULT_CHAT, show_default=True, help="Chat model.")
-@click.option("--max-tokens", default=160, show_default=True, help="Length of each partial and the final summary.")
 @click.option("--chunk-tokens", type=int, default=2048, show_default=True,
               help="Text tokens per map/refine step (0: as many as fit the window). Smaller steps keep a small "
                    "model on track and cost less prefill.")
-@click.option("--repetition-penalty", default=1.2, show_default=True, help="Above 1 discourages the loops small models fall into.")
-def summarize(file, strategy, model, max_tokens, chunk_tokens, repetition_penalty):
+@model_options()
+@generation_options(max_tokens=160, repetition_penalty=1.2)
+def summarize(file, strategy, chunk_tokens, model, backend, settings):
     """Summarize a file of any length (.txt/.md/.html/.pdf).
 
     Long texts are cut by the model's own tokenizer so that no prompt exceeds its context window.
@@ -119,7 +119,7 @@ def summarize(file, strategy, model, max_tokens, chunk_tokens, repetition_penalt
     from llmapp import load_chat_model
 
     config = SummarizeConfig(chunk_tokens=chunk_tokens or None)
-    chat = load_chat_model(model, max_tokens=max_tokens, repetition_penalty=repetition_penalty)
+    chat = load_chat_model(model, backend=backend, **settings)
     _echo_stream(summarize_stream(text, chat, strategy, progress=True, config=config))
 
 
@@ -168,10 +168,10 @@ def index(paths, store, index_type, embeddings, chunk_tokens, rebuild):
 @click.option("--mmr", is_flag=True, help="Maximal marginal relevance: fewer near-duplicate chunks.")
 @click.option("-k", "k", default=4, show_default=True, help="Chunks handed to the model.")
 @click.option("--min-score", type=float, default=None, help="Cosine below which a chunk is irrelevant (default 0.25).")
-@click.option("--model", "-m", default=DEFAULT_CHAT, show_default=True, help="Chat model.")
-@click.option("--max-tokens", default=128, show_default=True, help="Longest answer, in tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print {question, answer, sources, abstained} as JSON.")
-def ask(question, store, retrieval, mmr, k, min_score, model, max_tokens, as_json):
+@model_options()
+@generation_options(max_tokens=128)
+def ask(question, store, retrieval, mmr, k, min_score, as_json, model, backend, settings):
     """Answer a question from a store, with [n] citations and a Sources list.
 
     When nothing in the store is relevant, it says so instead of answering.
@@ -190,7 +190,7 @@ def ask(question, store, retrieval, mmr, k, min_score, model, max_tokens, as_jso
     config = dataclasses.replace(RAGConfig(), retrieval=retrieval, mmr=mmr, k=k,
                                  **({"min_score": min_score} if min_score is not None else {}))
     loaded = Store.load(store)
-    chain = rag_chain(loaded, _chat(model, max_tokens), config, return_sources=as_json)
+    chain = rag_chain(loaded, _chat(model, backend, settings), config, return_sources=as_json)
     if as_json:
         json.dump(chain.invoke(question), sys.stdout, indent=1, ensure_ascii=False)
         click.echo()

@@ -17,7 +17,11 @@ import click
 
 @click.command()
 @click.option("-m", "--model", default=None,
-              help="Chat model: registry name, local HF directory or .gguf file (default: smollm2-135m-instruct).")
+              help="Chat model: registry name, local HF directory, .gguf file or openai:URL#MODEL "
+                   "(default: smollm2-135m-instruct).")
+@click.option("--backend", type=click.Choice(["llamacpp", "hf", "openai", "fake"]), default=None,
+              help="What runs the model: llamacpp (GGUF, fast), hf (transformers), openai (a remote server). "
+                   "Default: chosen from the model.")
 @click.option("-s", "--system", default=None, help="System prompt.")
 @click.option("--store", type=click.Path(file_okay=False), default=None,
               help="RAG store folder (from `llmapp index`): answers cite it as [n].")
@@ -30,7 +34,7 @@ import click
               help="Cap the context window in tokens; history is trimmed to fit (default: the model's window).")
 @click.option("--no-save", is_flag=True, help="Do not autosave this conversation.")
 @click.option("--plain", is_flag=True, help="Print replies as raw text, not rendered Markdown.")
-def chat(model: str | None, system: str | None, store: str | None, resume: bool, settings: tuple[str, ...],
+def chat(model: str | None, backend: str | None, system: str | None, store: str | None, resume: bool, settings: tuple[str, ...],
          max_context: int | None, no_save: bool, plain: bool) -> None:
     """Chat in the terminal: streaming, history, slash commands, RAG.
 
@@ -44,6 +48,7 @@ def chat(model: str | None, system: str | None, store: str | None, resume: bool,
       llmapp chat
       llmapp chat --system "You are terse." -o temperature=0.7 -o max_tokens=128
       llmapp chat --store ./store
+      llmapp chat --backend hf                       # transformers instead of llama.cpp
       llmapp chat --continue
       printf 'My name is Ada.\\nWhat is my name?\\n' | llmapp chat
     """
@@ -61,7 +66,7 @@ def chat(model: str | None, system: str | None, store: str | None, resume: bool,
         banner = f"continuing {log.path.name} ({len(state.messages)} messages)"
     elif not no_save:
         log = ConversationLog.new()
-    session = ChatSession(model=model or (state.model if state else None) or DEFAULT_CHAT)
+    session = ChatSession(model=model or (state.model if state else None) or DEFAULT_CHAT, backend=backend)
     if state:
         session.restore(state, record=False)
     if system is not None:
@@ -81,5 +86,6 @@ def chat(model: str | None, system: str | None, store: str | None, resume: bool,
         return
     session.preload()  # the weights load while you type the first message
     rag = f" · RAG: {store}" if store else ""
-    hello = f"llmapp chat · {session.model_name}{rag} · /help for commands · Ctrl-D to leave"
+    on = f" ({backend})" if backend else ""
+    hello = f"llmapp chat · {session.model_name}{on}{rag} · /help for commands · Ctrl-D to leave"
     run_terminal(session, markdown=not plain, banner=f"{hello}\n{banner}" if banner else hello)

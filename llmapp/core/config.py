@@ -30,7 +30,8 @@ MAX_STOPS = 16  # stop strings per request; each costs a scan of the tail on eve
 
 
 def setting(default: Any = dataclasses.MISSING, *, why: str, check: tuple | None = None,
-            engines: dict[str, str] | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+            engines: dict[str, str] | None = None, sampling: bool = False,
+            default_factory: Any = dataclasses.MISSING) -> Any:
     """A decoding setting: its default, why it has it, its valid range and its name in each engine.
 
     Args:
@@ -39,8 +40,9 @@ def setting(default: Any = dataclasses.MISSING, *, why: str, check: tuple | None
             (``lo`` excluded) or ``("stops",)``.
         engines: the parameter each engine calls it (``hf`` for transformers' ``generate``,
             ``llamacpp`` for llama.cpp's completion request, ``openai`` for the OpenAI wire format).
+        sampling: it shapes sampling only, so greedy decoding (temperature 0) leaves it out.
     """
-    meta = {"why": why, "check": check, "engines": engines or {}}
+    meta = {"why": why, "check": check, "engines": engines or {}, "sampling": sampling}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -58,17 +60,17 @@ class GenerationConfig:
         check=("range", 0.0, 5.0), engines={"hf": "temperature", "llamacpp": "temperature", "openai": "temperature"})
     top_p: float = setting(
         1.0, why="nucleus sampling mass; 1.0 keeps the whole distribution",
-        check=("open_low", 0.0, 1.0), engines={"hf": "top_p", "llamacpp": "top_p", "openai": "top_p"})
+        check=("open_low", 0.0, 1.0), engines={"hf": "top_p", "llamacpp": "top_p", "openai": "top_p"}, sampling=True)
     top_k: int = setting(
         0, why="sample from the k likeliest tokens; 0 = off (top-p alone is usually enough)",
-        check=("range", 0, 1_000_000), engines={"hf": "top_k", "llamacpp": "top_k", "openai": "top_k"})
+        check=("range", 0, 1_000_000), engines={"hf": "top_k", "llamacpp": "top_k", "openai": "top_k"}, sampling=True)
     repetition_penalty: float = setting(
         1.0, why="above 1 discourages the loops small models fall into; 1.0 = the raw model",
         check=("open_low", 0.0, 10.0),
         engines={"hf": "repetition_penalty", "llamacpp": "repeat_penalty", "openai": "repetition_penalty"})
     seed: int | None = setting(
         None, why="the same seed gives the same sampled text (none = a fresh draw each time)",
-        check=("range", 0, SEED_MAX), engines={"llamacpp": "seed", "openai": "seed"})
+        check=("range", 0, SEED_MAX), engines={"llamacpp": "seed", "openai": "seed"}, sampling=True)
     stop: list[str] = setting(
         default_factory=list, why="extra stop strings, on top of the model's end-of-turn token",
         check=("stops",), engines={"openai": "stop"})
@@ -81,9 +83,12 @@ class GenerationConfig:
             setattr(self, f.name, _checked(f, getattr(self, f.name)))
 
     def engine_kwargs(self, engine: str) -> dict[str, Any]:
-        """Every setting that ``engine`` takes, under that engine's own parameter names."""
+        """Every setting that ``engine`` takes, under that engine's own parameter names (greedy
+        decoding leaves the sampling-only ones out)."""
+        greedy = self.temperature == 0
         return {f.metadata["engines"][engine]: getattr(self, f.name) for f in dataclasses.fields(self)
-                if engine in f.metadata["engines"] and getattr(self, f.name) is not None}
+                if engine in f.metadata["engines"] and getattr(self, f.name) is not None
+                and not (greedy and f.metadata["sampling"])}
 
     def replace(self, **changes: Any) -> GenerationConfig:
         """A validated copy with ``changes`` applied (unknown names raise :class:`ConfigError`)."""

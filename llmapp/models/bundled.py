@@ -99,7 +99,7 @@ def gguf_tokenizer_dir(gguf: Path, cache_root: Path | None = None) -> Path:
     built once in a child process; a dequantized cache of the same GGUF already holds it.
     """
     full = _cache_path(Path(gguf).resolve(), "", cache_root)
-    if _cache_ok(full):
+    if _cache_ok(full, weights=False):  # only its tokenizer files are read here
         return full
     return _cached(gguf, "-tokenizer", _convert_tokenizer_in_child, cache_root)
 
@@ -147,8 +147,9 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def _cache_ok(target: Path) -> bool:
-    """True if ``target`` holds a complete cache: manifest present and every file at its recorded size."""
+def _cache_ok(target: Path, weights: bool = True) -> bool:
+    """True if ``target`` holds a complete cache: manifest present and every file at its recorded size
+    (and, with ``weights``, a readable ``model.safetensors`` when the cache has one)."""
     try:
         manifest = json.loads((target / "llmapp-cache.json").read_text())
         if manifest.get("format") != CACHE_FORMAT:
@@ -156,7 +157,7 @@ def _cache_ok(target: Path) -> bool:
         for name, size in manifest["files"].items():
             if (target / name).stat().st_size != size:
                 return False
-        if "model.safetensors" not in manifest["files"]:
+        if not weights or "model.safetensors" not in manifest["files"]:
             return "tokenizer.json" in manifest["files"]
         from safetensors import safe_open
 

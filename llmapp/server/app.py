@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from fastapi import FastAPI
 
+from llmapp import web
 from llmapp.core.errors import LLMAppError
 from llmapp.server.catalog import load_catalog
 from llmapp.server.config import ServeConfig
@@ -63,6 +64,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    web.mount(app)  # last, so the chat page is answered before the API key check (the page asks for the key)
     return app
 
 

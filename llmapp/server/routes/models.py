@@ -13,7 +13,12 @@ router = APIRouter()
 
 
 def card(served: ServedModel, created: int) -> ModelCard:
-    window = getattr(served.chat, "context_window", None) if served.kind in ("chat", "rag") else None
+    if served.kind == "embeddings":
+        from llmapp.models.embeddings import load_sentence_transformer
+
+        window = load_sentence_transformer(served.target).max_seq_length
+    else:
+        window = served.chat.context_window  # a rag: store reports the window of the model that answers
     return ModelCard(id=served.name, created=created, kind=served.kind, context_window=window)
 
 
