@@ -14,7 +14,7 @@ mean reply tokens. The 25 schemas of ``structured-bad-schemas.jsonl`` are exampl
 constrained system must refuse each, naming its keyword (``bad_schemas_refused``).
 
     llmapp eval structured --model smollm2-135m-instruct --out runs/structured          # test split
-    llmapp eval structured --set structured.split=dev --set structured.backend=hf --out runs/structured-hf
+    llmapp eval structured -m smollm2-135m-instruct@hf --set structured.split=dev --out runs/structured-hf
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from eval.metrics import mean
-from eval.tasks.base import DATA, System, Task, limited, read_jsonl
+from eval.tasks.base import DATA, System, Task, chat_model, limited, read_jsonl
 
 _OBJECT = re.compile(r"\{.*\}", re.S)
 
@@ -36,7 +36,6 @@ class StructuredTaskConfig:
     bad_data: str = ""  # JSONL of {id, schema, keyword}; "": eval/data/structured-bad-schemas.jsonl
     split: str = "test"  # "dev" (tune here), "test" (report this) or "all"
     max_tokens: int = 160  # room for the suite's largest objects (8 items of short strings) with spare
-    backend: str = ""  # "" = the model's default backend (llama.cpp for the bundled model); or "hf"
 
 
 class StructuredTask(Task):
@@ -67,12 +66,6 @@ class StructuredTask(Task):
         return ([System(f"{m} constrained", "model", f"constrained:{m}") for m in models]
                 + [System(f"{m} unconstrained", "baseline", f"free:{m}") for m in models])
 
-    def _chat(self, model: str) -> Any:
-        from llmapp import load_chat_model
-
-        options = {"backend": self.config.backend} if self.config.backend else {}
-        return load_chat_model(model, max_tokens=self.config.max_tokens, **options)
-
     def run(self, system: System, example: dict[str, Any]) -> dict[str, Any]:
         mode, model = system.spec.split(":", 1)
         if example["kind"] == "bad":
@@ -81,7 +74,7 @@ class StructuredTask(Task):
 
         from llmapp.backends.tools import schema_hint
 
-        chat = self._chat(model)
+        chat = chat_model(model, max_tokens=self.config.max_tokens)  # NAME or NAME@BACKEND
         if mode == "constrained":
             out = chat.with_structured_output(example["schema"], include_raw=True).invoke(example["prompt"])
             raw = out["raw"]
