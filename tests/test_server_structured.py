@@ -37,10 +37,14 @@ class GetWeather(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def client():
-    app = create_app(ServeConfig(models=[CHAT]))
-    with running(app) as url:
-        yield openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=120)
+def url():
+    with running(create_app(ServeConfig(models=[CHAT]))) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=120)
 
 
 def _ask(text: str) -> list[dict[str, str]]:
@@ -134,3 +138,21 @@ def test_bad_schemas_and_choices_are_400s(client):
             client.chat.completions.create(model=CHAT, messages=_ask("hi"), max_tokens=8, **extra)
         body = info.value.body
         assert body["param"] == param and word in body["message"] and "\n" not in body["message"], body
+
+
+def test_the_openai_backend_gets_structured_output_and_tools_through_the_server(url):
+    from langchain_core.tools import tool
+
+    from llmapp.backends import load_chat_model
+
+    remote = load_chat_model(f"openai:{url}/v1#{CHAT}", max_tokens=64)
+    city = remote.with_structured_output(City).invoke("Lyon is in France. Which city?")
+    assert isinstance(city, City) and city.name
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return "Sunny."
+
+    calls = remote.bind_tools([get_weather], tool_choice="any").invoke("What is the weather in Oslo?").tool_calls
+    assert calls[0]["name"] == "get_weather" and calls[0]["args"] == {"city": "Oslo"}

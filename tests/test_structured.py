@@ -218,3 +218,22 @@ def test_the_shipped_router_threshold_is_the_calibrated_one():
     result = calibrate()
     low, high = result["plateau"]
     assert low <= result["shipped_threshold"] <= high and result["test_accuracy"] >= 0.8, result
+
+
+def test_eval_task_scores_validity_accuracy_and_refusals():
+    from eval.tasks import get_task
+    from eval.tasks.base import EvalContext
+    from eval.tasks.structured import _parse, field_accuracy
+
+    task = get_task("structured")(ctx=EvalContext(models=["smollm2-135m-instruct"], limit=1))
+    examples = task.examples()
+    items, bad = [e for e in examples if e["kind"] == "item"], [e for e in examples if e["kind"] == "bad"]
+    assert len(items) == 1 and items[0]["split"] == "test" and len(bad) == len(BAD)
+    constrained, free = task.systems()
+    record = task.run(constrained, items[0])
+    assert record["valid"] and record["parsed"] and 0.0 <= record["field_accuracy"] <= 1.0
+    refusals = [task.run(constrained, b) for b in bad] + [task.run(free, bad[0])]
+    row = task.aggregate([record, *refusals])
+    assert row["validity"] == 1.0 and row["bad_schemas_refused"] == 1.0
+    assert field_accuracy({"a": "X  y", "b": [1, 2]}, {"a": "x y", "b": [1.0, 3]}) == 2 / 3
+    assert _parse('Sure! ```json\n{"a": 1}\n``` done') == ({"a": 1}, True) and _parse("no") == (None, False)
