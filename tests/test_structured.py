@@ -106,6 +106,32 @@ def test_closing_completes_every_prefix_of_every_gold_answer():
             validate(value, item["schema"])
 
 
+def test_a_closed_empty_reply_satisfies_pydantic_for_common_field_types():
+    import datetime
+    import enum
+    from typing import Literal
+
+    class Colour(str, enum.Enum):
+        red = "red"
+        blue = "blue"
+
+    class Place(BaseModel):
+        city: str
+
+    class Record(BaseModel):
+        colour: Colour
+        kind: Literal["a", "b"]
+        home: Place
+        other: Place | None = None
+        when: datetime.date
+        at: datetime.datetime
+        score: float = Field(ge=0, le=1)
+        count: int = Field(gt=-5, lt=1)
+        tags: list[str] = Field(min_length=2)
+
+    Record.model_validate_json(closing(json_grammar(Record.model_json_schema()).lark, ""))
+
+
 def test_closing_refuses_text_outside_the_grammar():
     with pytest.raises(LLMAppError, match="left the grammar"):
         closing(json_grammar(Joke.model_json_schema()).lark, '{"nope": 1')

@@ -25,8 +25,8 @@ import numpy as np
 from llmapp.core.errors import LLMAppError
 
 _STRUCTURE = b'n"}],'  # closing moves first: null, end the string/object/array; else the next item
-_FILLER = b"0123456789" + bytes(range(97, 123)) + b"[{" + bytes(range(65, 91))
-_IN_STRING = b'"' + bytes(range(97, 123)) + b"0123456789"
+_FILLER = b"1023456789" + bytes(range(97, 123)) + b"[{" + bytes(range(65, 91))  # 1 first: no year 0 in a date
+_IN_STRING = b"\"" + bytes(range(97, 123)) + b"1023456789"
 _MAX_CLOSING = 4096  # bytes; a grammar that needs more than this to close is not one the builder makes
 
 
