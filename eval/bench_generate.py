@@ -10,7 +10,9 @@ thread count for both backends (1 and 2):
   measurement behind ``threads="auto"``;
 - time to first token for a one-line prompt (target ≤ 0.1 s) and the peak RSS of a whole
   ``llmapp generate`` process (target ≤ 350 MB), both on the default backend;
-- load times from the caches, each in a fresh process.
+- load times from the caches, each in a fresh process;
+- ``schema``: tok/s decoding under a JSON-schema grammar ÷ tok/s free, per backend (target ≥ 0.95;
+  :func:`bench_schema`).
 
     llmapp bench generate
     python -c "from eval.bench_generate import bench_generate; print(bench_generate(quick=True))"
@@ -74,6 +76,7 @@ def bench_generate(quick: bool = False, model: str = "smollm2-135m-instruct", ne
     out["generate_peak_rss_mb"] = round(float(_fresh(_RSS)), 1)
     out["load_llamacpp"] = json.loads(_fresh(_LOAD_LLAMACPP.format(model=model)))
     out["load_hf_from_cache"] = json.loads(_fresh(_LOAD_HF.format(model=model)))
+    out["schema"] = bench_schema(quick, model, new_tokens)
     from llmapp.backends import load_chat_model
 
     out["backend_default"] = load_chat_model(model).backend_info()
@@ -144,6 +147,82 @@ def _stream(model: str, n: int, backend: str, threads: int) -> Any:
         return stream.usage["output_tokens"] / (time.perf_counter() - t0)
 
     return run
+
+
+def bench_schema(quick: bool = False, model: str = "smollm2-135m-instruct", new_tokens: int = 128) -> dict[str, Any]:
+    """Decoding speed under a JSON-schema grammar against free decoding, on both local backends.
+
+    Same prompt, greedy, ``new_tokens`` tokens both ways (free: end-of-turn suppressed; constrained:
+    a string field whose ``minLength`` outlasts the budget), timed from the call to the last token,
+    so the grammar's setup (compiling it, the first mask) is counted. Runs are interleaved.
+
+    The grammar's own cost is also timed apart from the model (``mask_ms_per_token``: llguidance's
+    mask and step, replayed over a constrained reply), which a busy machine disturbs far less than
+    tok/s; per backend, ``ratio_from_mask_cost`` is what it implies at the measured free speed.
+
+    Returns:
+        ``mask_ms_per_token``, and per backend free and constrained tok/s (medians),
+        ``schema_vs_free_ratio`` (target ≥ 0.95) and ``ratio_from_mask_cost``.
+    """
+    from llmapp.backends.base import TextStream
+    from llmapp.backends.grammar import json_grammar
+
+    reps, n = (2, 32) if quick else (5, new_tokens)
+    lark = json_grammar({"type": "object", "properties": {"story": {"type": "string", "minLength": 8 * n,
+                                                                    "maxLength": 16 * n}},
+                         "required": ["story"]}).lark
+    mask_ms = _mask_ms(model, lark, n)
+    out: dict[str, Any] = {"new_tokens": n, "repetitions": reps, "mask_ms_per_token": round(mask_ms, 3)}
+    for backend in ("llamacpp", "hf"):
+        chat = _chat(model, backend, n, 1)
+        ids, engine, config = _ids(chat), chat.engine, chat.generation_config()
+        free = {"min_new_tokens": n} if backend == "hf" else {"ignore_eos": True}
+
+        def run(options: dict[str, Any], engine: Any = engine, ids: list[int] = ids, config: Any = config) -> float:
+            t0 = time.perf_counter()
+            stream = TextStream(engine, ids, config, **options)
+            for _ in stream:
+                pass
+            assert stream.usage["output_tokens"] == n, stream.usage  # both ways decode the whole budget
+            return n / (time.perf_counter() - t0)
+
+        run(free), run({"grammar": lark})  # warm-up: caches, and llguidance's tokenizer for this model
+        tps: dict[str, list[float]] = {"free": [], "schema": []}
+        for _ in range(reps):
+            tps["free"].append(run(free))
+            tps["schema"].append(run({"grammar": lark}))
+        med = {k: statistics.median(v) for k, v in tps.items()}
+        out[backend] = {"free_tok_s": round(med["free"], 1), "schema_tok_s": round(med["schema"], 1),
+                        "schema_vs_free_ratio": round(med["schema"] / med["free"], 3),
+                        "ratio_from_mask_cost": round(1 / (1 + mask_ms / 1000 * med["free"]), 3)}
+    return out
+
+
+def _mask_ms(model: str, lark: str, n: int) -> float:
+    """Milliseconds per token of llguidance's mask and step, replayed over a reply decoded under ``lark``
+    (the same for both backends: one vocabulary, one grammar)."""
+    import numpy as np
+    from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+    from llmapp.backends.base import TextStream
+    from llmapp.backends.constrained import llg_tokenizer, matcher
+
+    chat = _chat(model, "llamacpp", n, 1)
+    engine = chat.engine
+    text = TextStream(engine, _ids(chat), chat.generation_config(), grammar=lark).text()
+    tok = engine.tokenizer.tokenizer  # the tokenizers.Tokenizer behind the llama.cpp engine's ChatTokenizer
+    llg = llg_tokenizer(tok.to_str(), (tok.token_to_id("<|im_end|>"),))
+    ids = engine.encode(text)
+    times = []
+    for _ in range(5):
+        m, mask = matcher(lark, llg), allocate_token_bitmask(1, llg.vocab_size)
+        t0 = time.perf_counter()
+        for token in ids:
+            fill_next_token_bitmask(m, mask)
+            np.unpackbits(mask.view(np.uint8), bitorder="little")  # what the hf processor does with it
+            m.consume_token(token)
+        times.append((time.perf_counter() - t0) * 1000 / len(ids))
+    return statistics.median(times)
 
 
 def _llamacpp_raw(model: str, n: int, threads: int) -> Any:

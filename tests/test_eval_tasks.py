@@ -16,7 +16,8 @@ SMOL = "smollm2-135m-instruct"
 
 
 def test_registry_names_and_unknown_task():
-    assert {"perplexity", "rag-qa", "retrieval", "summarization", "generation", "backend-parity"} <= set(TASKS)
+    assert set(TASKS) == {"perplexity", "rag-qa", "retrieval", "summarization", "generation", "backend-parity",
+                          "structured"}
     with pytest.raises(LLMAppError, match="unknown task 'qa'; use one of: perplexity, rag-qa"):
         get_task("qa")
 

@@ -1,7 +1,8 @@
 """langchain-tests' standard suites, run on the real bundled models, on both local chat backends.
 
-Unsupported features (tools, images, audio, PDF, JSON mode) are declared through the suites' own
-properties; nothing is skipped by hand.
+Tool calling, tool choice, structured output and JSON mode are on (constrained decoding,
+``llmapp.backends.structured``); unsupported features (images, audio, PDF) are declared through the
+suites' own properties; nothing is skipped by hand.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ CHAT_PARAMS = {"model": "smollm2-135m-instruct"}
 
 
 class _Short:
-    """Replies of at most 16 tokens keep the integration suite to a minute or two on 2 cores."""
+    """Replies of at most 48 tokens keep the integration suite short on 2 cores, and leave room for a
+    tool call (``{"name": "magic_function", "arguments": {"input": 3}}`` is 18 tokens) or a small object."""
 
     @property
     def standard_chat_model_params(self):
-        return {**super().standard_chat_model_params, "max_tokens": 16}
+        return {**super().standard_chat_model_params, "max_tokens": 48}
 
 
 class TestChatLocalUnit(_Short, ChatModelUnitTests):
@@ -48,8 +50,20 @@ class TestChatLocalIntegration(_Short, ChatModelIntegrationTests):
         return True
 
     @property
+    def has_tool_calling(self):
+        return True
+
+    @property
+    def has_tool_choice(self):
+        return True
+
+    @property
+    def has_structured_output(self):
+        return True
+
+    @property
     def supports_json_mode(self):
-        return False
+        return True
 
 
 class TestChatLlamaCppUnit(_Short, ChatModelUnitTests):

@@ -1,7 +1,8 @@
 """The task registry: name -> Task class, one small module per task.
 
     from eval.tasks import TASKS, get_task
-    sorted(TASKS)            # ['backend-parity', 'generation', 'perplexity', 'rag-qa', 'retrieval', 'summarization']
+    sorted(TASKS)            # ['backend-parity', 'generation', 'perplexity', 'rag-qa', 'retrieval', 'structured',
+                             #  'summarization']
     get_task("rag-qa")       # the class; an unknown name raises LLMAppError listing the valid ones
 
 Add a task: write ``eval/tasks/<name>.py`` with a :class:`~eval.tasks.base.Task` subclass and a
@@ -16,6 +17,7 @@ from eval.tasks.parity import ParityTask
 from eval.tasks.perplexity import PerplexityTask
 from eval.tasks.rag_qa import RAGQATask
 from eval.tasks.retrieval import RetrievalTask
+from eval.tasks.structured import StructuredTask
 from eval.tasks.summarization import SummarizationTask
 from llmapp.core.errors import LLMAppError
 
@@ -26,6 +28,7 @@ TASKS: dict[str, type[Task]] = {
     "summarization": SummarizationTask,
     "generation": GenerationTask,
     "backend-parity": ParityTask,
+    "structured": StructuredTask,
 }
 
 

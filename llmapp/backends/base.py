@@ -34,6 +34,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field, SecretStr, create_model
 
 from llmapp.backends.loops import LoopGuard
+from llmapp.backends.structured import StructuredChat
+from llmapp.backends.tools import message_dict
 from llmapp.core.config import GENERATION_FIELDS, GenerationConfig
 from llmapp.core.errors import LLMAppError, PromptTooLong
 from llmapp.models.registry import DEFAULT_CHAT
@@ -68,7 +70,8 @@ class Engine(Protocol):
         """Start decoding after ``ids``; setting ``cancel`` stops it within one token.
 
         ``options`` are engine-specific extras (``transformers.generate`` keywords, llama.cpp request
-        fields), used by benchmarks and constrained decoding.
+        fields), used by benchmarks and constrained decoding (``grammar``: llguidance Lark from
+        :mod:`llmapp.backends.grammar`; only the tokens it allows are decoded).
         """
 
     def info(self) -> dict[str, Any]:
@@ -252,11 +255,11 @@ class LocalModel(GenerationSettings):  # type: ignore[misc, valid-type]
         return TextStream(engine, fit_prompt(engine.context_window, input_ids, config), config, timeout=self.timeout)
 
 
-class LocalChatModel(LocalModel, BaseChatModel):
+class LocalChatModel(StructuredChat, LocalModel, BaseChatModel):
     """A chat model over a local engine, using the model's own chat template.
 
     Streams token by token, honours ``stop``/``max_tokens``/``temperature``/``top_p``/``seed`` and
-    reports ``usage_metadata``.
+    reports ``usage_metadata``; structured output and tools come from :class:`StructuredChat`.
     """
 
     @property
@@ -279,7 +282,10 @@ class LocalChatModel(LocalModel, BaseChatModel):
 
     def prompt_ids(self, messages: list[BaseMessage]) -> list[int]:
         """Token ids of ``messages`` rendered with the chat template, ready for the reply."""
-        chat = [to_chat_dict(m) for m in messages]
+        return self.chat_ids([to_chat_dict(m) for m in messages])
+
+    def chat_ids(self, chat: list[dict[str, str]]) -> list[int]:
+        """Token ids of ``{"role", "content"}`` dicts rendered with the chat template."""
         if not any(m["content"].strip() for m in chat):
             raise LLMAppError("empty prompt: write a message for the model to answer")
         return self.engine.chat_ids(chat)
@@ -289,7 +295,11 @@ class LocalChatModel(LocalModel, BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        stream = self.text_stream(self.prompt_ids(messages), stop, **kwargs)
+        chat, grammar = self.plan_reply(messages, kwargs)
+        if grammar is not None:
+            message = self.constrained_reply(chat, grammar, run_manager, **kwargs).result()
+            return ChatResult(generations=[ChatGeneration(message=message)])
+        stream = self.text_stream(self.chat_ids(chat), stop, **kwargs)
         text = ""
         for piece in stream:
             text += piece
@@ -300,7 +310,11 @@ class LocalChatModel(LocalModel, BaseChatModel):
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        stream = self.text_stream(self.prompt_ids(messages), stop, **kwargs)
+        chat, grammar = self.plan_reply(messages, kwargs)
+        if grammar is not None:
+            yield from self.constrained_reply(chat, grammar, run_manager, **kwargs).chunks()
+            return
+        stream = self.text_stream(self.chat_ids(chat), stop, **kwargs)
         pieces = iter(stream)
         try:
             for piece in pieces:
@@ -342,14 +356,19 @@ class LocalTextModel(LocalModel, LLM):
 
 
 def to_chat_dict(message: BaseMessage) -> dict[str, str]:
-    """A LangChain message as a ``{"role", "content"}`` dict for a chat template."""
+    """A LangChain message as a ``{"role", "content"}`` dict for a chat template (tool calls and tool
+    results as :mod:`llmapp.backends.tools` writes them)."""
+    content = message.content
+    if isinstance(content, list):  # content blocks: keep the text ones
+        content = "".join(b if isinstance(b, str) else b.get("text", "") if b.get("type") == "text" else ""
+                          for b in content)
+    tool_turn = message_dict(message, content)
+    if tool_turn is not None:
+        return tool_turn
     role = _ROLES.get(message.type)
     if role is None:
         raise LLMAppError(f"{message.type} messages are not supported by local chat models; "
-                          "send system, human and AI messages only")
-    content = message.content
-    if isinstance(content, list):  # content blocks: keep the text ones
-        content = "".join(b if isinstance(b, str) else b.get("text", "") for b in content)
+                          "send system, human, AI and tool messages only")
     return {"role": role, "content": content}
 
 

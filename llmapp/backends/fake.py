@@ -44,7 +44,7 @@ class FakeEngine:
         return self.encode("".join(f"<{m['role']}> {m['content']} " for m in messages) + "<assistant>")
 
     def generate(self, ids: list[int], config: GenerationConfig, cancel: threading.Event,
-                 **options: Any) -> FakeGeneration:
+                 **options: Any) -> FakeGeneration:  # scripted: no grammar applies
         with self._lock:
             reply = next(self._replies)
         return FakeGeneration(_TOKEN.findall(reply), config.max_tokens, cancel, self.delay)

@@ -66,6 +66,8 @@ class TokenGeneration:
         self.output_tokens = 0
         self.finish_reason: str | None = None
         self.extra_generate_kwargs = dict(options or {})  # passed through to generate() (benchmarks, grammars)
+        # llguidance Lark text the tokens must follow (llmapp.backends.grammar), applied by a logits processor
+        self.grammar: str | None = self.extra_generate_kwargs.pop("grammar", None)
         self._tokens: queue.Queue = queue.Queue()
 
     def __iter__(self) -> Iterator[str]:
@@ -116,6 +118,12 @@ class TokenGeneration:
 
         cfg, lm = self.config, self.lm
         kwargs = generate_kwargs(cfg) | self.extra_generate_kwargs
+        if self.grammar is not None:
+            from transformers import LogitsProcessorList
+
+            from llmapp.backends.constrained import hf_logits_processor
+
+            kwargs["logits_processor"] = LogitsProcessorList([hf_logits_processor(lm, self.grammar, kwargs)])
         ids = torch.tensor([self.ids], device=lm.device)
         seeded = cfg.seed is not None and cfg.temperature > 0
         try:

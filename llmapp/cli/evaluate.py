@@ -30,7 +30,7 @@ def evaluate(tasks: tuple[str, ...], models: tuple[str, ...], store: str | None,
              no_progress: bool) -> None:
     """Evaluate models on TASKS and write results.json, report.md and one PNG per task to --out.
 
-    TASKS: perplexity, rag-qa, retrieval, summarization, generation. Every table has baselines
+    TASKS: perplexity, rag-qa, retrieval, summarization, generation, structured. Every table has baselines
     (random, BM25, lead-3, n-gram). Finished examples are cached in OUT/cache.jsonl, so an
     interrupted run resumes where it stopped.
 

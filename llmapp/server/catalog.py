@@ -39,7 +39,8 @@ class Final:
 
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # OpenAI's: "stop" or "length"
+    finish_reason: str  # OpenAI's: "stop", "length" or "tool_calls"
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # LangChain tool calls of the reply
 
 
 @dataclass(eq=False)  # hashed by identity: it keys the RAG chain cache
@@ -121,29 +122,39 @@ def lookup(catalog: dict[str, ServedModel], name: str, kinds: tuple[str, ...], e
     return served
 
 
-def chat_producer(served: ServedModel, messages: list[dict[str, str]], settings: dict[str, Any]) -> Producer:
-    """Stream a chat reply (or, for ``rag:`` names, a cited answer to the last user message)."""
+def chat_producer(served: ServedModel, messages: list[dict[str, Any]], settings: dict[str, Any],
+                  constraints: dict[str, Any] | None = None) -> Producer:
+    """Stream a chat reply (or, for ``rag:`` names, a cited answer to the last user message).
+
+    ``messages`` are OpenAI message dicts (tool calls and tool turns included); ``constraints`` are the
+    request's ``tools``/``tool_choice``/``response_format``, passed to the chat model as they are.
+    """
     if served.kind == "rag":
+        if constraints:
+            raise APIError(400, f"{served.name} answers in cited text; tools and response_format need a chat model",
+                           param="tools" if "tools" in constraints else "response_format")
         return _rag_producer(served, messages, settings)
 
     def produce() -> Iterator[Any]:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+        from langchain_core.messages import AIMessageChunk, convert_to_messages
 
-        kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
         chat = served.chat.with_generation(settings)
         usage: dict[str, int] = {}
         finish = "stop"
-        stream = chat.stream([kinds[m["role"]](m["content"]) for m in messages])
+        reply: Any = AIMessageChunk(content="")
+        stream = chat.stream(convert_to_messages(messages), **(constraints or {}))
         try:
             for chunk in stream:
                 if chunk.content:
                     yield chunk.content
+                if chunk.tool_call_chunks:
+                    reply = reply + chunk
                 usage = chunk.usage_metadata or usage
                 finish = chunk.response_metadata.get("finish_reason") or finish
         finally:
             stream.close()  # stops generate() within a token when the client went away
         yield Final(usage.get("input_tokens", 0), usage.get("output_tokens", 0),
-                    "length" if finish == "length" else "stop")
+                    finish if finish in ("length", "tool_calls") else "stop", list(reply.tool_calls))
 
     return produce
 

@@ -3,7 +3,9 @@
 They follow OpenAI's API reference for ``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings`` and ``/v1/models`` closely enough that the official ``openai`` client works
 unchanged. Requests forbid unknown fields (OpenAI answers those with a 400 too), so a typo is an error,
-not silence; fields a local model cannot honour (``n>1``, tools, logprobs) are refused with a message.
+not silence; fields a local model cannot honour (``n>1``, logprobs) are refused with a message. Tools,
+``tool_choice`` and ``response_format`` (``json_object``, ``json_schema``) are honoured by constrained
+decoding (``llmapp.backends.structured``); tool calls come back in OpenAI's ``tool_calls`` shape.
 Errors use OpenAI's body, ``{"error": {"message", "type", "param", "code"}}``, raised as :class:`APIError`.
 
     from llmapp.server.schemas import ChatCompletionRequest
@@ -63,15 +65,52 @@ class TextPart(_Request):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionSpec(_Request):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None  # accepted: constrained calls always follow the schema
+
+
+class ToolSpec(_Request):
+    type: Literal["function"]
+    function: FunctionSpec
+
+
 class ChatMessage(_Request):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+    refusal: str | None = None  # echoed back by clients that resend whole assistant messages
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+    def wire(self) -> dict[str, Any]:
+        """This message as an OpenAI dict LangChain converts (``developer`` is read as ``system``)."""
+        out: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.role == "tool":
+            out["tool_call_id"] = self.tool_call_id or ""
+        if self.name:
+            out["name"] = self.name
+        return out
 
 
 class _SamplingBase(_Request):
@@ -138,19 +177,41 @@ class ChatCompletionRequest(_Sampling):  # type: ignore[misc, valid-type]
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # newer name for max_tokens; wins when both are set
     top_logprobs: int | None = None
-    response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None  # {"type": "text" | "json_object" | "json_schema", ...}
+    tools: list[ToolSpec] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # "auto", "none", "required" or {"type": "function", ...}
+    parallel_tool_calls: bool | None = None  # accepted: a reply holds at most one call
     reasoning_effort: str | None = None
     modalities: list[str] | None = None
 
-    def refuse_unsupported(self) -> None:
-        super().refuse_unsupported()
-        if self.tools:
-            raise APIError(400, "tools are not supported by local chat models; send plain messages", param="tools")
-        if self.response_format and self.response_format.get("type") not in (None, "text"):
-            raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
+    def constraints(self) -> dict[str, Any]:
+        """``tools``, ``tool_choice`` and ``response_format`` as chat-model keywords, checked now (a bad
+        schema or choice is a 400 naming the field, before any job is queued)."""
+        from llmapp.backends.grammar import response_format_grammar, tool_grammar
+        from llmapp.backends.tools import choice
+        from llmapp.core.errors import LLMAppError
+
+        out: dict[str, Any] = {}
+        param = "response_format"
+        try:
+            if self.response_format and self.response_format.get("type", "text") != "text":
+                response_format_grammar(self.response_format)
+                out["response_format"] = self.response_format
+            if self.tools:
+                param = "tools"
+                specs = [t.function.model_dump(exclude_none=True) for t in self.tools]
+                for spec in specs:
+                    tool_grammar([spec])
+                param = "tool_choice"
+                choice(self.tool_choice, specs)
+                out["tools"] = [{"type": "function", "function": spec} for spec in specs]
+                if self.tool_choice is not None:
+                    out["tool_choice"] = self.tool_choice
+            elif self.tool_choice not in (None, "none", "auto"):
+                raise LLMAppError("tool_choice needs tools; send tools, or leave tool_choice unset")
+        except LLMAppError as exc:
+            raise APIError(400, str(exc), param=param, code="invalid_value") from None
+        return out
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -205,8 +266,9 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(BaseModel):
@@ -226,9 +288,17 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class ToolCallDelta(BaseModel):
+    index: int = 0
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
