@@ -133,7 +133,7 @@ def _hf_raw(model: str, n: int) -> Any:
 
 
 def _stream(model: str, n: int, backend: str, threads: int) -> Any:
-    from llmapp.backends.base import TextStream
+    from llmapp.backends.engine import TextStream
 
     chat = _chat(model, backend, n, threads)
     ids, engine, config = _ids(chat), chat.engine, chat.generation_config()
@@ -164,7 +164,7 @@ def bench_schema(quick: bool = False, model: str = "smollm2-135m-instruct", new_
         ``mask_ms_per_token``, and per backend free and constrained tok/s (medians),
         ``schema_vs_free_ratio`` (target ≥ 0.95) and ``ratio_from_mask_cost``.
     """
-    from llmapp.backends.base import TextStream
+    from llmapp.backends.engine import TextStream
     from llmapp.backends.grammar import json_grammar
 
     reps, n = (2, 32) if quick else (5, new_tokens)
@@ -204,8 +204,8 @@ def _mask_ms(model: str, lark: str, n: int) -> float:
     import numpy as np
     from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
-    from llmapp.backends.base import TextStream
     from llmapp.backends.constrained import llg_tokenizer, matcher
+    from llmapp.backends.engine import TextStream
 
     chat = _chat(model, "llamacpp", n, 1)
     engine = chat.engine

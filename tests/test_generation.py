@@ -13,7 +13,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from llmapp.backends import load_chat_model
-from llmapp.backends.base import TextStream, _held_back, fit_prompt
+from llmapp.backends.engine import TextStream, _held_back, fit_prompt
 from llmapp.core.config import GenerationConfig
 from llmapp.core.errors import ConfigError, LLMAppError, PromptTooLong
 

@@ -19,7 +19,6 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from llmapp.backends import load_chat_model
-from llmapp.backends.base import to_chat_dict
 from llmapp.backends.constrained import closing
 from llmapp.backends.grammar import (
     LAYOUT,
@@ -30,7 +29,7 @@ from llmapp.backends.grammar import (
     validate,
 )
 from llmapp.backends.router import route
-from llmapp.backends.tools import preamble, tool_specs
+from llmapp.backends.tools import preamble, to_chat_dict, tool_specs
 from llmapp.core.errors import LLMAppError
 
 DATA = Path(__file__).resolve().parent.parent / "eval" / "data"

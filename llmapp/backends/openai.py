@@ -121,7 +121,7 @@ class ChatOpenAICompatible(ChatOpenAI):
         return list(range(len(text.encode("utf-8")) // BYTES_PER_TOKEN + 1))
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
-        from llmapp.backends.base import to_chat_dict
+        from llmapp.backends.tools import to_chat_dict
 
         chat = [to_chat_dict(m) for m in messages]
         tokenizer = _local_tokenizer(self.model_name)

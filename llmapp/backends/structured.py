@@ -132,7 +132,7 @@ class StructuredChat:
     def plan_reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[list[dict[str, str]],
                                                                                      Grammar | None]:
         """The chat to render and the grammar to decode under (None: free text), from the bound fields."""
-        from llmapp.backends.base import to_chat_dict
+        from llmapp.backends.tools import to_chat_dict
 
         chat = [to_chat_dict(m) for m in messages]
         fmt = kwargs.get("response_format")
@@ -169,8 +169,8 @@ class ConstrainedReply:
 
     def __init__(self, model: Any, chat: list[dict[str, str]], grammar: Grammar, run_manager: Any,
                  kwargs: dict[str, Any]) -> None:
-        from llmapp.backends.base import TextStream, fit_prompt
         from llmapp.backends.constrained import reserve
+        from llmapp.backends.engine import TextStream, fit_prompt
 
         self.model, self.grammar, self.run_manager = model, grammar, run_manager
         self.engine = engine = model.engine

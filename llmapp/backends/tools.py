@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmapp.core.errors import LLMAppError
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
 
 _DESCRIPTION_CHARS = 240  # of a tool's description in the preamble: a 135M model's context is precious
 
@@ -210,3 +213,23 @@ def calls_since_user(messages: list[Any]) -> list[str]:
             break
         names += [c["name"] for c in getattr(message, "tool_calls", None) or []]
     return names
+
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant", "chat": "user"}
+
+
+def to_chat_dict(message: BaseMessage) -> dict[str, str]:
+    """A LangChain message as a ``{"role", "content"}`` dict for a chat template (tool calls and tool
+    results as :mod:`llmapp.backends.tools` writes them)."""
+    content = message.content
+    if isinstance(content, list):  # content blocks: keep the text ones
+        content = "".join(b if isinstance(b, str) else b.get("text", "") if b.get("type") == "text" else ""
+                          for b in content)
+    tool_turn = message_dict(message, content)
+    if tool_turn is not None:
+        return tool_turn
+    role = _ROLES.get(message.type)
+    if role is None:
+        raise LLMAppError(f"{message.type} messages are not supported by local chat models; "
+                          "send system, human, AI and tool messages only")
+    return {"role": role, "content": content}
