@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 DUPLICATE = 0.9  # cosine above which a candidate repeats a sentence already picked
-MIN_WORDS, MAX_WORDS = 5, 80  # shorter is a heading or a label; longer is a run-on list or a table
+MIN_WORDS, MAX_WORDS = 8, 80  # shorter is a heading, a label or a greeting; longer is a run-on list or a table
 _URL = re.compile(r"https?://|www\.", re.I)
 _STOP = frozenset("""a an the and or but if of to in on at by for with from as is are was were be been being it its
 this that these those he she they them his her their we our you your i not no so than then there here which who
@@ -65,7 +65,7 @@ def word_vectors(sentences: Sequence[str]) -> Any:
 
 def select_sentences(sentences: Sequence[str], embeddings: Any = None, max_sentences: int = 3,
                      max_tokens: int | None = None, count: Callable[[str], int] | None = None,
-                     vectors: Any = None) -> list[int]:
+                     vectors: Any = None, avoid: Any = None, avoid_above: float = DUPLICATE) -> list[int]:
     """The most central sentences, without near-duplicates, in document order.
 
     Args:
@@ -76,6 +76,9 @@ def select_sentences(sentences: Sequence[str], embeddings: Any = None, max_sente
             would overflow is skipped, a shorter later one may still fit).
         count: tokens of a sentence (the chat model's ``get_num_tokens``); default: words.
         vectors: the sentences' unit vectors if already computed (one row per sentence).
+        avoid: unit vectors (same model) of what is already said: a sentence whose cosine to any of
+            them reaches ``avoid_above`` is skipped (topping up a summary without repeating it).
+        avoid_above: that cosine.
 
     Returns:
         Indices into ``sentences``, ascending.
@@ -95,6 +98,8 @@ def select_sentences(sentences: Sequence[str], embeddings: Any = None, max_sente
         if len(picked) >= max_sentences:
             break
         if any(float(vectors[i] @ vectors[j]) > DUPLICATE for j in picked):
+            continue
+        if avoid is not None and len(avoid) and float((avoid @ vectors[i]).max()) >= avoid_above:
             continue
         cost = count(sentences[i])
         if max_tokens is not None and used + cost > max_tokens:

@@ -31,76 +31,32 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
 from chains.budget import Budget
-from chains.grounding import SUPPORT_THRESHOLD, Grounding
+from chains.grounding import Grounding
 from chains.guard import GUARD_MODES, SentenceGuard
 from chains.progress import Progress
 from chains.step_cache import StepCache, cache_key
+from chains.summary_settings import (  # re-exported: the public names of chains.summarize
+    AUTO,
+    LENGTHS,
+    PART_LENGTH,
+    STRATEGIES,
+    SummarizeConfig,
+    SummaryStats,
+    length_words,
+    pick_strategy,
+    target_sentences,
+)
 from llmapp.core.errors import LLMAppError, PromptTooLong
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "stuff", "map_reduce", "refine", "extract")
-# Text tokens -> summary length in sentences; mirrors the reference guideline of the eval set
-# (paragraph 1-2, note 3-4, chapter 4-6, long 5-8 sentences).
-LENGTHS: tuple[tuple[int | None, int], ...] = ((450, 2), (3500, 4), (14000, 5), (None, 6))
-# Text tokens -> strategy for "auto": the best strategy per length bucket on the dev split.
-AUTO: tuple[tuple[int | None, str], ...] = ((450, "stuff"), (None, "extract"))
-PART_LENGTH = "two or three"  # sentences per partial summary: many chunks must still fit one combine prompt
-_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
-
-
-@dataclass
-class SummarizeConfig:
-    """How text is cut, budgeted, summarized and checked."""
-
-    strategy: str = "auto"  # auto picks by the text's length from AUTO (measured), see STRATEGIES
-    chunk_tokens: int | None = 1024  # text tokens per map/refine step; None = as many as fit. Small chunks
-    # cost less: prefill time grows faster than linearly with prompt length on CPU
-    context_window: int | None = None  # budget against this instead of the model's window (tests, safety margin)
-    sentences: int | None = None  # summary length; None = by the text's length (LENGTHS)
-    extract_tokens: int = 700  # extract: tokens of selected sentences given to the model to rewrite
-    guard: str = "drop"  # unsupported sentences: drop, flag ([unsupported: ...]) or off
-    support_threshold: float = SUPPORT_THRESHOLD  # cosine to the nearest source passage a sentence needs
-    cache: bool = False  # keep finished intermediate steps on disk so an interrupted run resumes
-    cache_dir: str | None = None  # where; None = $LLMAPP_HOME/summaries
-    map_template: str = "summarize_map"  # also used by stuff
-    combine_template: str = "summarize_combine"
-    refine_template: str = "summarize_refine"
-    extract_template: str = "summarize_extract"
-
-
-@dataclass
-class SummaryStats:
-    """What one run did: the eval's cost columns and the guard's record."""
-
-    strategy: str = ""
-    text_tokens: int = 0
-    steps: int = 0  # model calls made or read from the cache
-    cached_steps: int = 0
-    prompt_tokens: int = 0  # tokens processed: every prompt sent (cached steps excluded) ...
-    output_tokens: int = 0  # ... and every reply generated
-    max_prompt_tokens: int = 0  # the largest prompt, for the window check (must be <= window - max_tokens)
-    seconds: float = 0.0
-    dropped: list[tuple[str, str]] = field(default_factory=list)  # (sentence, why) removed by the guard
-    fallback: bool = False  # the guard removed every sentence: the summary is the extractive selection
-    raw: str = ""  # the last step's reply before the guard, to measure what the guard changed
-
-
-def pick_strategy(text_tokens: int, table: tuple[tuple[int | None, str], ...] = AUTO) -> str:
-    """The strategy ``auto`` uses for a text of ``text_tokens`` tokens."""
-    return next(s for limit, s in table if limit is None or text_tokens <= limit)
-
-
-def target_sentences(text_tokens: int) -> int:
-    """Summary length, in sentences, for a text of ``text_tokens`` tokens (:data:`LENGTHS`)."""
-    return next(n for limit, n in LENGTHS if limit is None or text_tokens <= limit)
-
+__all__ = ["AUTO", "LENGTHS", "STRATEGIES", "SummarizeConfig", "Summarizer", "SummaryStats", "pick_strategy",
+           "summarize", "summarize_chain", "summarize_stream", "target_sentences"]
 
 class Summarizer:
     """One summarization run: the steps of a strategy, each prompt checked against the window.
@@ -135,6 +91,7 @@ class Summarizer:
         self.cache: StepCache | None = None
         self._grounding: Grounding | None = grounding
         self.text = ""
+        self.n_sentences = 4
         self.length = "four"
 
     # ------------------------------------------------------------------------------------------ the run
@@ -151,7 +108,8 @@ class Summarizer:
             raise LLMAppError("internal: the grounding given to Summarizer is of another text")
         self.text = text
         n_tokens = self.stats.text_tokens = self.budget.text_tokens(text)
-        self.length = _WORDS.get(self.config.sentences or target_sentences(n_tokens), str(self.config.sentences))
+        self.n_sentences = self.config.sentences or target_sentences(n_tokens)
+        self.length = length_words(self.n_sentences)
         fits = self.budget.fits(self.prompts["map"], text=text, **self._extra("map"))
         if strategy == "auto":
             strategy = pick_strategy(n_tokens)
@@ -211,8 +169,9 @@ class Summarizer:
         self.progress.plan(1)
         g = self.grounding
         room = min(self.config.extract_tokens, self.budget.space(self.prompts["extract"], **self._extra("extract")))
-        picks = select_sentences(g.sentences, self.embeddings, max_sentences=len(g.sentences), max_tokens=room,
-                                 count=self.budget.text_tokens, vectors=g.sentence_vectors())
+        picks = select_sentences(g.sentences, self.embeddings, max_tokens=room, count=self.budget.text_tokens,
+                                 max_sentences=self.config.extract_sentences or self.n_sentences + 1,
+                                 vectors=g.sentence_vectors())
         if not picks:
             raise PromptTooLong(f"no sentence of the text fits the {room} tokens left in the window; lower max_tokens")
         return "extract", {"text": "\n".join(g.sentences[i] for i in picks)}
@@ -309,18 +268,27 @@ class Summarizer:
         if tail:
             yield tail
         self.stats.dropped = guard.dropped
-        if not guard.kept:
-            self.stats.fallback = True
-            yield self.fallback()
+        missing = self.n_sentences - len(guard.kept)
+        if not guard.kept or (self.config.top_up and missing > 0 and guard.verdicts and
+                              any(not v.supported for v in guard.verdicts)):
+            self.stats.fallback = not guard.kept
+            extra = self.fill(guard.kept, max(1, missing) if guard.kept else min(self.n_sentences, 3))
+            if extra:
+                yield (" " if guard.kept else "") + extra
 
-    def fallback(self) -> str:
-        """The most central sentences of the source, verbatim: supported by construction."""
+    def fill(self, kept: list[str], n: int) -> str:
+        """Up to ``n`` of the source's most central sentences, verbatim (so supported by construction),
+        skipping what the ``kept`` summary sentences already say."""
         from chains.extractive import select_sentences
+        from chains.grounding import encode
 
         g = self.grounding
-        n = self.config.sentences or target_sentences(self.stats.text_tokens)
-        picks = select_sentences(g.sentences, self.embeddings, max_sentences=min(n, 3), max_tokens=self.budget.reply,
-                                 count=self.budget.text_tokens, vectors=g.sentence_vectors())
+        said = encode(self.embeddings, kept) if kept and self.embeddings is not None else None
+        room = self.budget.reply - sum(self.budget.text_tokens(k) for k in kept)
+        picks = select_sentences(g.sentences, self.embeddings, max_sentences=n, max_tokens=max(room, 0),
+                                 count=self.budget.text_tokens, vectors=g.sentence_vectors(), avoid=said,
+                                 avoid_above=self.config.support_threshold)
+        self.stats.topped_up = len(picks)
         return " ".join(g.sentences[i] for i in picks)
 
     def _count(self, reply: str) -> None:

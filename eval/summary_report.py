@@ -1,12 +1,13 @@
 """The summarization results per length bucket: a Markdown table, the plot, and the strategy auto should use.
 
-Reads the ``results.json`` of an ``llmapp eval summarization`` run (one or more strategies per model)
-and writes ``summarization-buckets.md`` and ``summarization-buckets.png`` beside it: for each length
+Reads the ``results.json`` of one or more ``llmapp eval summarization`` runs (strategies may be run
+separately and merged here) and writes ``summarization-buckets.md`` and ``summarization-buckets.png`` beside it: for each length
 bucket, every system's ROUGE-L, faithfulness, coverage, tokens processed and wall seconds. The
 choice rule for ``--strategy auto``: per bucket, the model strategy with the highest ROUGE-L; one
 within ``TIE`` of it that is faster wins instead (quality first, then cost).
 
     python -m eval.summary_report runs/sum-dev/results.json
+    python -m eval.summary_report runs/dev-*/results.json --out runs/dev     # strategies run one by one
 """
 
 from __future__ import annotations
@@ -95,17 +96,36 @@ def plot(entry: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def report(results_path: str | Path) -> dict[str, str]:
-    """Write the bucket table and plot beside ``results_path``; returns the auto choice per bucket."""
-    results_path = Path(results_path)
-    entry = json.loads(results_path.read_text(encoding="utf-8"))["tasks"]["summarization"]
+def merge(paths: list[str | Path]) -> dict[str, Any]:
+    """The summarization entries of several runs as one (strategies run separately, one run each);
+    a system already present (the baselines every run repeats) is taken from the first run."""
+    entry: dict[str, Any] = {}
+    for path in paths:
+        other = json.loads(Path(path).read_text(encoding="utf-8"))["tasks"]["summarization"]
+        if not entry:
+            entry = {**other, "systems": {}}
+        for name, system in other["systems"].items():
+            entry["systems"].setdefault(name, system)
+    models = {n: s for n, s in entry["systems"].items() if s["kind"] == "model"}
+    entry["systems"] = {**models, **{n: s for n, s in entry["systems"].items() if s["kind"] != "model"}}
+    return entry
+
+
+def report(*results_paths: str | Path, out: str | Path | None = None) -> dict[str, str]:
+    """Write the bucket table and plot beside the first ``results.json`` (or into ``out``); returns
+    the auto choice per bucket."""
+    entry = merge(list(results_paths))
+    folder = Path(out) if out else Path(results_paths[0]).parent
     picks = choose(entry)
     body = table(entry) + "\nauto choice per bucket (dev rule): " + \
         ", ".join(f"{b}: {n}" for b, n in picks.items()) + "\n"
-    write_text(results_path.with_name("summarization-buckets.md"), body)
-    plot(entry, results_path.with_name("summarization-buckets.png"))
+    write_text(folder / "summarization-buckets.md", body)
+    plot(entry, folder / "summarization-buckets.png")
     return picks
 
 
 if __name__ == "__main__":
-    print(json.dumps(report(sys.argv[1]), indent=1))
+    args = sys.argv[1:]
+    target = args[args.index("--out") + 1] if "--out" in args else None
+    paths = [a for i, a in enumerate(args) if a != "--out" and (i == 0 or args[i - 1] != "--out")]
+    print(json.dumps(report(*paths, out=target), indent=1))

@@ -136,3 +136,17 @@ def test_100kb_of_shakespeare_with_the_real_window():
     sizes = PromptSizes(chat)
     out = summarize(text, chat, "map_reduce", run_config={"callbacks": [sizes]})
     assert out and len(sizes.sizes) >= 4 and max(sizes.sizes) <= chat.context_window - 64
+
+
+def test_cli_summarize_with_the_new_options(tmp_path, llmapp_home):
+    from click.testing import CliRunner
+
+    from llmapp.cli import cli
+
+    (tmp_path / "note.md").write_text(SOURCE)
+    result = CliRunner().invoke(cli, ["summarize", str(tmp_path / "note.md"), "--strategy", "extract",
+                                      "--guard", "flag", "--sentences", "2", "--max-tokens", "64"])
+    assert result.exit_code == 0 and result.output.strip(), result.output
+    assert not list((llmapp_home / "summaries").glob("*.json"))  # finished: the step cache is gone
+    bad = CliRunner().invoke(cli, ["summarize", str(tmp_path / "note.md"), "--guard", "loose"])
+    assert bad.exit_code == 2 and "drop" in bad.output

@@ -36,6 +36,7 @@ from chains.grounding import SUPPORT_THRESHOLD
 from eval.baselines import centroid_summary, lead, random_sentences
 from eval.metrics import coverage, faithfulness, mean, rouge
 from eval.tasks.base import DATA, System, Task, limited, model_systems, read_jsonl, sentences
+from llmapp.core.config import apply_overrides
 from llmapp.core.errors import LLMAppError, PromptTooLong
 
 BUCKETS = ("paragraph", "note", "chapter", "long")
@@ -56,6 +57,7 @@ class SummarizationConfig:
     repetition_penalty: float = 1.0  # 1 = off: a penalty over the whole context also discourages copying the
     # source's own words, names and numbers
     threshold: float = SUPPORT_THRESHOLD  # support cosine for faithfulness, coverage and the guard
+    options: str = ""  # more SummarizeConfig settings for the model systems, "key=value;key=value" (tuning)
     lead_k: int = 3  # sentences in the lead-k, random-k and centroid baselines (lead-3 is the standard)
 
 
@@ -188,6 +190,10 @@ class SummarizationTask(Task):
                                repetition_penalty=self.config.repetition_penalty, **fast)
         config = SummarizeConfig(strategy=strategy, chunk_tokens=self.config.chunk_tokens, guard=self.config.guard,
                                  support_threshold=self.config.threshold)
+        try:
+            config = apply_overrides(config, [p for p in self.config.options.split(";") if p.strip()])
+        except ValueError as exc:
+            raise LLMAppError(f"summarization.options: {exc}") from None
         grounding = self.grounding(example)
         run = Summarizer(chat, config, embeddings=self.embeddings, grounding=grounding)
         try:
