@@ -6,8 +6,8 @@ as soon as it is complete, and is then
 - kept, when a source passage supports it and it names no name, number or link the source lacks;
 - dropped (``mode="drop"``) or kept with a ``[unsupported: ...]`` mark (``mode="flag"``) otherwise.
 
-Whatever the mode, a sentence that only repeats an earlier one, a lead-in that ends in a colon
-("Here is a summary:") and a last sentence cut off by the token limit are dropped: they are
+Whatever the mode, a sentence that only repeats an earlier one or loops within itself, a lead-in
+that ends in a colon ("Here is a summary:") and a last sentence cut off by the token limit are dropped: they are
 artefacts of generation, not claims. The guard remembers what it did (:attr:`SentenceGuard.verdicts`).
 
     from chains.grounding import Grounding
@@ -83,6 +83,9 @@ class SentenceGuard:
             if sentence.rstrip().endswith(":"):
                 self.dropped.append((sentence, "lead-in"))
                 continue
+            if _looped(norm):
+                self.dropped.append((sentence, "looped"))
+                continue
             self._seen.add(norm)
             verdict = self.grounding.check([sentence])[0]
             self.verdicts.append(verdict)
@@ -98,6 +101,13 @@ class SentenceGuard:
         prefix = " " if text and self.kept else ""
         self.kept += out
         return prefix + text
+
+
+def _looped(words: str, n: int = 3, limit: float = 0.25) -> bool:
+    """Whether a sentence repeats itself: over ``limit`` of its word n-grams occur earlier in it."""
+    tokens = words.split()
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) >= 10 and 1 - len(set(grams)) / len(grams) > limit
 
 
 __all__ = ["GUARD_MODES", "SentenceGuard"]

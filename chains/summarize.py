@@ -44,6 +44,7 @@ from chains.summary_settings import (  # re-exported: the public names of chains
     AUTO,
     LENGTHS,
     PART_LENGTH,
+    SENTENCE_TOKENS,
     STRATEGIES,
     SummarizeConfig,
     SummaryStats,
@@ -170,7 +171,7 @@ class Summarizer:
         g = self.grounding
         room = min(self.config.extract_tokens, self.budget.space(self.prompts["extract"], **self._extra("extract")))
         picks = select_sentences(g.sentences, self.embeddings, max_tokens=room, count=self.budget.text_tokens,
-                                 max_sentences=self.config.extract_sentences or self.n_sentences + 1,
+                                 max_sentences=self.config.extract_sentences or len(g.sentences),
                                  vectors=g.sentence_vectors())
         if not picks:
             raise PromptTooLong(f"no sentence of the text fits the {room} tokens left in the window; lower max_tokens")
@@ -268,26 +269,32 @@ class Summarizer:
         if tail:
             yield tail
         self.stats.dropped = guard.dropped
-        missing = self.n_sentences - len(guard.kept)
-        if not guard.kept or (self.config.top_up and missing > 0 and guard.verdicts and
-                              any(not v.supported for v in guard.verdicts)):
+        if not guard.kept or (self.config.top_up and guard.dropped):
             self.stats.fallback = not guard.kept
-            extra = self.fill(guard.kept, max(1, missing) if guard.kept else min(self.n_sentences, 3))
+            extra = self.fill(guard.kept)
             if extra:
                 yield (" " if guard.kept else "") + extra
 
-    def fill(self, kept: list[str], n: int) -> str:
-        """Up to ``n`` of the source's most central sentences, verbatim (so supported by construction),
-        skipping what the ``kept`` summary sentences already say."""
-        from chains.extractive import select_sentences
+    def fill(self, kept: list[str]) -> str:
+        """The source's most central sentences, verbatim (so supported by construction), that the
+        ``kept`` summary sentences do not already say, up to the summary's length in tokens."""
+        from chains.extractive import select_sentences, word_vectors
         from chains.grounding import encode
 
         g = self.grounding
-        said = encode(self.embeddings, kept) if kept and self.embeddings is not None else None
-        room = self.budget.reply - sum(self.budget.text_tokens(k) for k in kept)
-        picks = select_sentences(g.sentences, self.embeddings, max_sentences=n, max_tokens=max(room, 0),
-                                 count=self.budget.text_tokens, vectors=g.sentence_vectors(), avoid=said,
-                                 avoid_above=self.config.support_threshold)
+        vectors, said = g.sentence_vectors(), None
+        if kept and self.embeddings is not None:
+            said = encode(self.embeddings, kept)
+        elif kept:  # no embeddings: word-frequency vectors over source and summary together
+            both = word_vectors(g.sentences + kept)
+            vectors, said = both[:len(g.sentences)], both[len(g.sentences):]
+        target = min(self.budget.reply, self.n_sentences * SENTENCE_TOKENS)
+        room = target - sum(self.budget.text_tokens(k) for k in kept)
+        picks = select_sentences(g.sentences, self.embeddings, max_sentences=self.n_sentences, max_tokens=room,
+                                 count=self.budget.text_tokens, vectors=vectors, avoid=said,
+                                 avoid_above=self.config.support_threshold) if room > 0 else []
+        if not picks and not kept:  # never an empty summary: the most central sentence, whatever its length
+            picks = select_sentences(g.sentences, self.embeddings, max_sentences=1, vectors=g.sentence_vectors())
         self.stats.topped_up = len(picks)
         return " ".join(g.sentences[i] for i in picks)
 

@@ -19,6 +19,8 @@ STRATEGIES = ("auto", "stuff", "map_reduce", "refine", "extract")
 LENGTHS: tuple[tuple[int | None, int], ...] = ((450, 2), (3500, 4), (14000, 5), (None, 6))
 # Text tokens -> strategy for "auto": the best strategy per length bucket on the dev split.
 AUTO: tuple[tuple[int | None, str], ...] = ((450, "stuff"), (None, "extract"))
+SENTENCE_TOKENS = 30  # a summary sentence's usual length (the references average ~22 words): the length in
+# tokens that topping up fills a summary to, n sentences x this
 PART_LENGTH = "two or three"  # sentences per partial summary: many chunks must still fit one combine prompt
 _WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
 
@@ -38,10 +40,11 @@ class SummarizeConfig:
     context_window: int | None = None  # budget against this instead of the model's window (tests, safety margin)
     sentences: int | None = None  # summary length; None = by the text's length (LENGTHS)
     extract_tokens: int = 700  # extract: at most this many tokens of selected sentences for the model to rewrite
-    extract_sentences: int | None = None  # extract: sentences selected; None = the summary's length + 1, so
-    # a small model that copies rather than compresses still writes about the right length
-    top_up: bool = True  # when the guard drops sentences, fill the summary to its length with central
-    # source sentences it does not yet say (verbatim, so supported)
+    extract_sentences: int | None = None  # extract: at most this many sentences; None = as many as fit
+    # extract_tokens (on dev, handing over more sentences beat the summary's length + 1: 0.317 vs 0.282 ROUGE-L
+    # on paragraphs, 0.236 vs 0.212 on notes)
+    top_up: bool = True  # when the guard drops sentences, fill the summary to its length (sentences x
+    # SENTENCE_TOKENS) with central source sentences it does not yet say (verbatim, so supported)
     guard: str = "drop"  # unsupported sentences: drop, flag ([unsupported: ...]) or off
     support_threshold: float = SUPPORT_THRESHOLD  # cosine to the nearest source passage a sentence needs
     cache: bool = False  # keep finished intermediate steps on disk so an interrupted run resumes
@@ -80,5 +83,5 @@ def target_sentences(text_tokens: int) -> int:
     return next(n for limit, n in LENGTHS if limit is None or text_tokens <= limit)
 
 
-__all__ = ["AUTO", "LENGTHS", "PART_LENGTH", "STRATEGIES", "SummarizeConfig", "SummaryStats", "length_words",
+__all__ = ["AUTO", "LENGTHS", "PART_LENGTH", "SENTENCE_TOKENS", "STRATEGIES", "SummarizeConfig", "SummaryStats", "length_words",
            "pick_strategy", "target_sentences"]

@@ -90,11 +90,15 @@ def test_the_guard_drops_an_invented_name_number_and_link():
     chat = load_chat_model("fake", backend="fake", replies=[
         "The library reopened on Monday, 14 October. Its manager Ruth Osei counted 12,000 lost books. "
         "Photos: https://marlow.example/flood. Insurance covered most of the repairs."])
-    run = Summarizer(chat, SummarizeConfig(strategy="stuff"))
+    run = Summarizer(chat, SummarizeConfig(strategy="stuff", top_up=False))
     assert "".join(run.run(SOURCE)) == ("The library reopened on Monday, 14 October. "
                                         "Insurance covered most of the repairs.")
     assert [why for _, why in run.stats.dropped] == ["Ruth, Osei, 12,000", "https://marlow.example/flood"]
-    flagged = summarize(SOURCE, chat, "stuff", config=SummarizeConfig(guard="flag"))
+    # topped up: what was dropped is replaced by a sentence of the source, verbatim
+    topped = Summarizer(chat, SummarizeConfig(strategy="stuff", sentences=3))
+    out = "".join(topped.run(SOURCE))
+    assert topped.stats.topped_up == 1 and "Priya Nandakumar" in out and "Ruth" not in out
+    flagged = summarize(SOURCE, chat, "stuff", config=SummarizeConfig(guard="flag", top_up=False))
     assert "[unsupported: Ruth, Osei, 12,000]" in flagged
     assert "Ruth Osei" in summarize(SOURCE, chat, "stuff", config=SummarizeConfig(guard="off"))
 
