@@ -38,9 +38,9 @@ BENCHES: dict[str, str | Callable[..., dict]] = {
     "rag": "eval.bench_rag:bench_rag",
     "train": "eval.bench_train:bench_train",
     "serve": "eval.bench_serve:bench_serve",
-    "summarize": "eval.bench_summarize:bench_summarize",
     "load": "eval.bench:bench_load",
     "startup": "eval.bench:bench_startup",
+    "summarize": "eval.bench_summarize:bench_summarize",
 }
 
 
