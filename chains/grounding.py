@@ -37,6 +37,7 @@ SUPPORT_THRESHOLD = 0.665  # cosine below which a sentence is unsupported: the b
 WINDOWS = (1, 2)  # passage sizes in consecutive source sentences: a summary sentence often joins two facts
 
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_TERMINAL = re.compile(r"[.!?][\"')\]]*$")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|#+)\s+")
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+|\b[\w.+-]+@[\w-]+\.[\w.-]+\b", re.I)
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
@@ -82,6 +83,25 @@ def split_sentences(text: str, lines: bool = False) -> list[str]:
     for block in blocks:
         block = _BULLET.sub("", block) if lines else block
         out += [s.strip() for s in _SENTENCE.split(" ".join(block.split())) if s.strip()]
+    return out
+
+
+def join_sentences(sentences: Sequence[str], after: str = "") -> str:
+    """Sentences as one text that :func:`split_sentences` (with ``lines=True``) splits back the same:
+    a space after a sentence that ends in ., ! or ?, a line break after one that does not (a verse
+    line, a list item), so that two of them never merge into one.
+
+    Args:
+        sentences: the sentences, in order.
+        after: the text they follow, if any (a separator is put before the first one then).
+    """
+    out = ""
+    prev = after
+    for sentence in sentences:
+        if prev:
+            out += " " if _TERMINAL.search(prev) else "\n"
+        out += sentence
+        prev = sentence
     return out
 
 
@@ -249,5 +269,6 @@ class Grounding:
         return out
 
 
-__all__ = ["SUPPORT_THRESHOLD", "Grounding", "Verdict", "Vocabulary", "encode", "foreign_tokens", "passages",
+__all__ = ["SUPPORT_THRESHOLD", "Grounding", "Verdict", "Vocabulary", "encode", "foreign_tokens", "join_sentences",
+           "passages",
            "split_sentences", "support"]

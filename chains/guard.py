@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chains.grounding import Verdict, split_sentences
+from chains.grounding import Verdict, join_sentences, split_sentences
 
 GUARD_MODES = ("drop", "flag", "off")
 _END = re.compile(r"[.!?][\"')\]]*$")
@@ -97,10 +97,9 @@ class SentenceGuard:
             else:
                 self.dropped.append((sentence, ", ".join(verdict.foreign) or f"support {verdict.score:.2f}"))
                 continue
-        text = " ".join(out)
-        prefix = " " if text and self.kept else ""
+        text = join_sentences(out, self.kept[-1] if self.kept else "")
         self.kept += out
-        return prefix + text
+        return text
 
 
 def _looped(words: str, n: int = 3, limit: float = 0.25) -> bool:

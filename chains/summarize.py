@@ -36,7 +36,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
 from chains.budget import Budget
-from chains.grounding import Grounding
+from chains.grounding import Grounding, join_sentences
 from chains.guard import GUARD_MODES, SentenceGuard
 from chains.progress import Progress
 from chains.step_cache import StepCache, cache_key
@@ -273,9 +273,9 @@ class Summarizer:
             self.stats.fallback = not guard.kept
             extra = self.fill(guard.kept)
             if extra:
-                yield (" " if guard.kept else "") + extra
+                yield join_sentences(extra, guard.kept[-1] if guard.kept else "")
 
-    def fill(self, kept: list[str]) -> str:
+    def fill(self, kept: list[str]) -> list[str]:
         """The source's most central sentences, verbatim (so supported by construction), that the
         ``kept`` summary sentences do not already say, up to the summary's length in tokens."""
         from chains.extractive import select_sentences, word_vectors
@@ -296,7 +296,7 @@ class Summarizer:
         if not picks and not kept:  # never an empty summary: the most central sentence, whatever its length
             picks = select_sentences(g.sentences, self.embeddings, max_sentences=1, vectors=g.sentence_vectors())
         self.stats.topped_up = len(picks)
-        return " ".join(g.sentences[i] for i in picks)
+        return [g.sentences[i] for i in picks]
 
     def _count(self, reply: str) -> None:
         self.stats.prompt_tokens += getattr(self, "_pending", 0)

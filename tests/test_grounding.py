@@ -11,6 +11,7 @@ from chains.grounding import (
     Grounding,
     Vocabulary,
     foreign_tokens,
+    join_sentences,
     passages,
     split_sentences,
     support,
@@ -49,6 +50,11 @@ def test_split_sentences_in_prose_and_in_generated_lists():
     assert split_sentences(listed, lines=True) == ["Summary:", "GANs have two networks.", "VAEs learn a latent space.",
                                                    "Transformers attend."]
     assert passages(["a.", "b.", "c."], (1, 2)) == ["a.", "b.", "c.", "a. b.", "b. c."]
+    verse = ["Lend thy hand,", "And pluck my magic garment from me.", "So: lie there, my art."]
+    joined = join_sentences(verse)
+    assert joined == "Lend thy hand,\nAnd pluck my magic garment from me. So: lie there, my art."
+    assert split_sentences(joined, lines=True) == verse  # never merged into one sentence
+    assert join_sentences(["Next."], after="Before,") == "\nNext."
 
 
 def test_support_finds_the_passage_with_the_real_embeddings(embeddings):
