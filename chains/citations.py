@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chains.grounding import content_words, overlap, support, unsupported_terms
+from chains.grounding import content_words, foreign_tokens, overlap, support
 
 _CITATION = re.compile(r"(\s*)\[\s*(?:[Ss]ources?\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
 _ANY_CITATION = re.compile(r"\s*\[[^\]]*\]")
@@ -143,7 +143,7 @@ def attributor(store: Any, sources: Sequence[Any], min_score: float) -> Callable
     texts = [s.text for s in sources]
 
     def best(sentence: str) -> int | None:
-        score, i = support([sentence], texts, store.embeddings)[0]
+        score, i = support([sentence], texts, store.embeddings, lexical=0.5)[0]
         return sources[i].n if i >= 0 and score >= min_score else None
 
     return best
@@ -237,7 +237,7 @@ class GroundingGate:
             return True
         score = support([bare], self.texts)[0][0] if self.texts else 0.0
         self.scores.append(score)
-        return score >= self.min_support and not unsupported_terms(bare, [*self.texts, self.question])
+        return score >= self.min_support and not foreign_tokens(bare, " ".join([*self.texts, self.question]))
 
     def _check(self, sentence: str) -> str:
         if self.supported(sentence):

@@ -1,5 +1,5 @@
 """Baselines that give every results table context: a character n-gram LM, a word Markov generator,
-lead-k and random sentence pickers. Pure Python, no models, fitted in milliseconds on small texts.
+lead-k and random sentence pickers, and the extractive centroid summary. Pure Python, no models, fitted in milliseconds on small texts.
 
     from eval.baselines import CharNGram
     lm = CharNGram(order=5).fit("some training text ...")
@@ -12,12 +12,13 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from llmapp.train.baselines import (
     CharNGram,  # the character n-gram is also a trainable baseline; one copy serves both
 )
 
-__all__ = ["CharNGram", "WordMarkov", "lead", "random_sentences"]
+__all__ = ["CharNGram", "WordMarkov", "centroid_summary", "lead", "random_sentences"]
 
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -62,3 +63,17 @@ def random_sentences(sents: Sequence[str], k: int, seed: int | str) -> str:
     rng = random.Random(str(seed))
     picked = sorted(rng.sample(range(len(sents)), min(k, len(sents))))
     return " ".join(sents[i] for i in picked)
+
+
+def centroid_summary(sents: Sequence[str], vectors: Any = None, k: int = 3) -> str:
+    """The ``k`` sentences closest to the document's centroid, in document order: the extractive baseline.
+
+    Args:
+        sents: the document's sentences.
+        vectors: their unit sentence embeddings, one row each (MiniLM in the eval); None: word-frequency
+            vectors, so the baseline needs no model.
+        k: how many sentences.
+    """
+    from chains.extractive import select_sentences
+
+    return " ".join(sents[i] for i in select_sentences(sents, max_sentences=k, vectors=vectors))

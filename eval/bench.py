@@ -40,6 +40,7 @@ BENCHES: dict[str, str | Callable[..., dict]] = {
     "serve": "eval.bench_serve:bench_serve",
     "load": "eval.bench:bench_load",
     "startup": "eval.bench:bench_startup",
+    "summarize": "eval.bench_summarize:bench_summarize",
 }
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics: answer overlap, ranking quality, summary overlap, text diversity and likelihood.
+"""Evaluation metrics: answer overlap, ranking quality, summary overlap and support, text diversity and likelihood.
 
 Every function is pure (no models), takes plain strings / lists and returns a float or a dict of
 floats, and is checked against hand-worked values and the libraries' reference examples in
@@ -118,6 +118,42 @@ def rouge(prediction: str, reference: str) -> dict[str, float]:
     return {name: s.fmeasure for name, s in scores.items()}
 
 
+def faithfulness(supported: Sequence[bool]) -> float | None:
+    """Share of a summary's sentences that the source supports; None for an empty summary.
+
+    Args:
+        supported: one judgement per summary sentence (``chains.grounding.Grounding.check``).
+    """
+    return sum(map(bool, supported)) / len(supported) if supported else None
+
+
+def coverage(scores: Sequence[float], threshold: float) -> float | None:
+    """Share of the key sentences the summary covers: those whose best support score in the summary
+    reaches ``threshold``; None when there are no key sentences."""
+    return sum(s >= threshold for s in scores) / len(scores) if scores else None
+
+
+def agreement(scores: Sequence[float], labels: Sequence[bool], threshold: float) -> float:
+    """Share of labelled examples where ``score >= threshold`` agrees with the label (accuracy)."""
+    if not labels:
+        raise LLMAppError("agreement needs labelled examples")
+    return sum((s >= threshold) == bool(y) for s, y in zip(scores, labels, strict=True)) / len(labels)
+
+
+def best_threshold(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:
+    """The threshold with the highest :func:`agreement` on ``labels`` (ties: the middle of the best run).
+
+    Returns:
+        ``(threshold, agreement)``; candidate thresholds lie halfway between consecutive distinct scores.
+    """
+    values = sorted(set(scores))
+    cands = [values[0] - 1e-6] + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)] + [values[-1] + 1e-6]
+    accs = [agreement(scores, labels, t) for t in cands]
+    top = max(accs)
+    best = [t for t, a in zip(cands, accs, strict=True) if a == top]
+    return best[len(best) // 2], top
+
+
 # ------------------------------------------------------------------------------------------ diversity
 
 def words(text: str) -> list[str]:
@@ -166,6 +202,9 @@ METRICS: dict[str, Callable[..., Any]] = {
     "mrr": mrr,
     "ndcg@k": ndcg_at_k,
     "rouge": rouge,
+    "faithfulness": faithfulness,
+    "coverage": coverage,
+    "agreement": agreement,
     "distinct_n": distinct_n,
     "repetition_rate": repetition_rate,
     "perplexity": perplexity,

@@ -198,9 +198,9 @@ def test_summarization_model_and_baselines():
     task.config.max_tokens = 24
     (example,) = task.examples()
     recs = {s.spec: task.run(s, example) for s in task.systems()}
-    assert recs["lead"]["rouge1"] > 0.3  # the bundled references paraphrase the paragraphs' first sentences
-    assert recs[SMOL]["summary"] and 0 < recs[SMOL]["rouge1"] <= 1
-    assert recs["random"]["summary"] != ""
+    assert recs["lead"]["rouge1"] > 0.3  # lead-3 shares much of a paragraph's reference summary
+    assert recs[f"{SMOL}|auto"]["summary"] and 0 < recs[f"{SMOL}|auto"]["rouge1"] <= 1
+    assert recs["random"]["summary"] != "" and recs["centroid"]["faithfulness"] == 1.0
 
 
 def test_generation_model_and_ngram_baseline():

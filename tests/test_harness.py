@@ -43,7 +43,7 @@ def test_resume_after_a_crash_skips_finished_examples(tmp_path, monkeypatch):
     calls.clear()
     monkeypatch.setattr(SummarizationTask, "run", lambda self, s, e: calls.append((s.name, e["id"])) or real_run(self, s, e))
     results = evaluate(["summarization"], out, data=data, progress=False)
-    assert len(calls) == 8 - 2  # 4 examples x 2 baselines, minus the 2 done before the crash
+    assert len(calls) == 16 - 2  # 4 examples x 4 baselines, minus the 2 done before the crash
     assert results["tasks"]["summarization"]["systems"]["lead-3"]["n"] == 4
 
     calls.clear()
@@ -53,7 +53,7 @@ def test_resume_after_a_crash_skips_finished_examples(tmp_path, monkeypatch):
 
     calls.clear()
     evaluate(["summarization"], out, data=data, overrides=["summarization.lead_k=2"], progress=False)
-    assert len(calls) == 8  # a changed setting is a new experiment
+    assert len(calls) == 16  # a changed setting is a new experiment
 
 
 def test_results_report_and_plots_are_written(tmp_path):
@@ -67,7 +67,7 @@ def test_results_report_and_plots_are_written(tmp_path):
     assert saved["tasks"]["summarization"]["config"]["lead_k"] == 3
     assert saved["tasks"] == json.loads(json.dumps(results["tasks"], default=str))
     report = (out / "report.md").read_text()
-    assert "| system | kind | rouge1 ↑ | rouge2 ↑ | rougeL ↑ | words |" in report
+    assert "| system | kind | rouge1 ↑ | rouge2 ↑ | rougeL ↑ | faithfulness ↑ | coverage ↑ |" in report
     assert "| lead-3 | baseline |" in report and "![summarization](summarization.png)" in report
     assert "word bigram (n-gram)" in report and "<summary>samples</summary>" in report
     for name in ("summarization", "generation"):

@@ -38,7 +38,7 @@ COMMANDS: dict[str, str] = {
 SUMMARIES: dict[str, str] = {
     "models": "List registered models: backend, installed or not, size, context window, weights path.",
     "generate": "Generate text from a prompt template, streamed.",
-    "summarize": "Summarize a file of any length (stuff / map-reduce / refine).",
+    "summarize": "Summarize a file of any length (stuff / map-reduce / refine / extract), guarded by the text.",
     "index": "Index files and folders into a FAISS store for retrieval.",
     "ask": "Answer a question from a store, with [n] citations.",
     "demo": "Index the bundled demo notes and answer a question about them.",

@@ -92,36 +92,49 @@ def generate(prompt, template, variables, templates_dir, list_templates, model, 
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--strategy", type=click.Choice(["auto", "stuff", "map_reduce", "refine"]), default="auto",
-              show_default=True, help="auto: stuff if the text fits the window, else map_reduce.")
-@click.option("--chunk-tokens", type=int, default=2048, show_default=True,
+@click.option("--strategy", type=click.Choice(["auto", "stuff", "map_reduce", "refine", "extract"]), default="auto",
+              show_default=True, help="auto: chosen by the text's length (measured; see docs/chains.md). extract: "
+                                      "pick the key sentences, then let the model rewrite them.")
+@click.option("--chunk-tokens", type=int, default=1024, show_default=True,
               help="Text tokens per map/refine step (0: as many as fit the window). Smaller steps keep a small "
                    "model on track and cost less prefill.")
+@click.option("--sentences", type=int, default=None, help="Summary length in sentences (default: by the text's length).")
+@click.option("--guard", type=click.Choice(["drop", "flag", "off"]), default="drop", show_default=True,
+              help="Sentences the text does not support (or with names, numbers, links it lacks): drop or flag them.")
+@click.option("--embeddings", "-e", default=DEFAULT_EMBEDDINGS, show_default=True,
+              help="Embeddings for the guard and for extract.")
+@click.option("--no-cache", is_flag=True, help="Do not keep finished steps on disk (by default an interrupted "
+                                                 "long summary resumes where it stopped).")
 @model_options()
-@generation_options(max_tokens=160, repetition_penalty=1.2)
-def summarize(file, strategy, chunk_tokens, model, backend, settings):
+@generation_options(max_tokens=200, repetition_penalty=1.0)
+def summarize(file, strategy, chunk_tokens, sentences, guard, embeddings, no_cache, model, backend, settings):
     """Summarize a file of any length (.txt/.md/.html/.pdf).
 
-    Long texts are cut by the model's own tokenizer so that no prompt exceeds its context window.
+    Long texts are cut by the model's own tokenizer so that no prompt exceeds its context window; a
+    progress bar names the step (chunk i of n). Finished steps are kept under $LLMAPP_HOME/summaries
+    until the summary is done, so running the same command again after an interruption resumes.
 
     \b
     Examples:
       llmapp summarize notes.md
-      llmapp summarize book.txt --strategy refine --max-tokens 200
+      llmapp summarize book.txt --strategy map_reduce --max-tokens 240
+      llmapp summarize notes.md --guard flag       # mark unsupported sentences instead of dropping them
     """
     from chains.documents import read_document
     from chains.summarize import SummarizeConfig, summarize_stream
+    from llmapp import load_chat_model, load_embeddings
     from llmapp.core.errors import LLMAppError
 
     try:
         text = read_document(Path(file))
     except LLMAppError as exc:
         raise LLMAppError(f"cannot summarize {file}: {exc}") from None
-    from llmapp import load_chat_model
 
-    config = SummarizeConfig(chunk_tokens=chunk_tokens or None)
+    config = SummarizeConfig(chunk_tokens=chunk_tokens or None, sentences=sentences, guard=guard, cache=not no_cache)
     chat = load_chat_model(model, backend=backend, **settings)
-    _echo_stream(summarize_stream(text, chat, strategy, progress=True, config=config))
+    needs_embeddings = guard != "off" or strategy in ("auto", "extract")
+    emb = load_embeddings(embeddings) if needs_embeddings else None
+    _echo_stream(summarize_stream(text, chat, strategy, progress=True, config=config, embeddings=emb))
 
 
 @click.command()
