@@ -59,14 +59,12 @@ def bench_summarize(quick: bool = False) -> dict:
         ``ratio_speedup_vs_old_100kb``.
     """
     from llmapp import load_chat_model, load_embeddings
-    from llmapp.backends import backend_for
     from llmapp.corpora import TINY_SHAKESPEARE
     from llmapp.models import DEFAULT_CHAT
 
     chars = 20_000 if quick else 100_000
     text = TINY_SHAKESPEARE.read_text(encoding="utf-8")[:chars]
-    fast = {"kv_cache": "f16"} if backend_for(DEFAULT_CHAT) == "llamacpp" else {}  # as llmapp summarize
-    chat = load_chat_model(DEFAULT_CHAT, max_tokens=MAX_TOKENS, **fast).warm()
+    chat = load_chat_model(DEFAULT_CHAT, max_tokens=MAX_TOKENS).warm()
     embeddings = load_embeddings()
     embeddings.embed_query("warm up")  # load the weights outside the timing, like the chat model's
     out: dict[str, Any] = {"chars": chars, "text_tokens": chat.get_num_tokens(text),

@@ -140,7 +140,7 @@ def test_llamacpp_cache_grows_when_a_prompt_needs_it():
 
     chat = ChatLlamaCpp(max_tokens=2, threads=1, batch_threads=2)
     engine = chat.engine
-    assert engine is load_engine(chat.model, 1, 2, 1, "q8_0")
+    assert engine is load_engine(chat.model, 1, 2, 1, chat.kv_cache)
     short = chat.invoke("Say OK.").content
     long = "The cat sat on the mat. " * 300  # ~2100 tokens: more than the first cache holds
     assert engine.allocated == MIN_CONTEXT

@@ -44,7 +44,6 @@ from eval.tasks.base import (
     model_systems,
     read_jsonl,
     sentences,
-    split_spec,
 )
 from llmapp.core.config import apply_overrides
 from llmapp.core.errors import LLMAppError, PromptTooLong
@@ -190,14 +189,10 @@ class SummarizationTask(Task):
         A strategy that cannot run on the document (``stuff`` on a text over the window) scores n/a.
         """
         from chains.summarize import SummarizeConfig, Summarizer
-        from llmapp.backends import backend_for
-
         self.setup()
         model, _, strategy = system.spec.rpartition("|")
-        name, backend = split_spec(model)
-        fast = {"kv_cache": "f16"} if (backend or backend_for(name)) == "llamacpp" else {}  # 3-4x faster prefill
         chat = chat_model(model, max_tokens=self.config.max_tokens, seed=self.ctx.seed,
-                          repetition_penalty=self.config.repetition_penalty, **fast)
+                          repetition_penalty=self.config.repetition_penalty)
         config = SummarizeConfig(strategy=strategy, chunk_tokens=self.config.chunk_tokens, guard=self.config.guard,
                                  support_threshold=self.config.threshold)
         try:

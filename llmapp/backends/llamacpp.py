@@ -238,7 +238,7 @@ class LlamaCppModel(LocalModel):
     threads: int | str = "auto"  # decoding threads; "auto" leaves a core free (see the module docstring)
     batch_threads: int | str = "auto"  # prompt-processing threads; "auto" = every core (prefill is compute-bound)
     slots: int = 1  # sequences decoded together; the server raises it to its worker count
-    kv_cache: str = "q8_0"  # KV-cache type: q8_0 (half the memory) or f16
+    kv_cache: str = "f16"  # KV-cache type: f16 (prefills 3-4x faster on CPU) or q8_0 (half the memory)
 
     @field_validator("threads", "batch_threads")
     @classmethod
