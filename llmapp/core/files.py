@@ -94,7 +94,8 @@ def write_text(path: str | Path, text: str) -> None:
 # Files whose presence marks a folder as an earlier llmapp output that may be replaced: a checkpoint or
 # Hugging Face model (config.json), a store (manifest.json, index.faiss), a cache, a fine-tune, an export.
 OUTPUT_MARKERS = ("config.json", "manifest.json", "index.faiss", "llmapp-cache.json", "llmapp-finetune.json",
-                  "llmapp-export.json", "model.safetensors", "adapter_config.json")
+                  "llmapp-export.json", "model.safetensors", "adapter_config.json",
+                  "last/config.json")  # a training run's folder, holding its own last checkpoint
 
 
 @contextmanager

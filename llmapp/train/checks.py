@@ -38,13 +38,19 @@ CHOICES = {"mixed_precision": ("auto", "no", "fp16", "bf16")}
 DAMAGED_FIX = "the run folder is damaged: start a new run with another --out, or restore it from a copy"
 
 
-def check_train_config(cfg: Any) -> None:
+def check_train_config(cfg: Any, auto: tuple[str, ...] = ()) -> None:
     """Check every field of a TrainConfig (or a model config) that has a known range.
+
+    Args:
+        cfg: the config.
+        auto: fields where 0 means "chosen automatically" (fine-tuning's ``lr``), accepted as 0.
 
     Raises:
         ConfigError: the first bad setting, named with its valid range.
     """
     for name, value in vars(cfg).items():
+        if name in auto and value == 0:
+            continue
         if name in INT_RANGES:
             lo, hi = INT_RANGES[name]
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -118,13 +124,13 @@ def model_config(cls: Any, raw: Any, path: Path) -> Any:
 
 
 def check_history(history: Any, path: Path) -> dict:
-    """Check the shape of ``history.json``: train_steps and train_loss lists, evals of {step, train, val}."""
+    """Check the shape of ``history.json``: train_steps and train_loss lists, evals of {step, val[, train]}."""
     try:
         check_record(history, {"train_steps": list, "train_loss": list, "evals": list})
         for e in history["evals"]:
             check_record(e, {"step": int})
-            if not all(_is_number(e.get(k)) for k in ("train", "val")):
-                raise Invalid("each entry of 'evals' needs numbers 'train' and 'val'")
+            if not _is_number(e.get("val")) or ("train" in e and not _is_number(e["train"])):
+                raise Invalid("each entry of 'evals' needs a number 'val' (and 'train', if any, a number)")
         if not all(_is_number(x) for x in history["train_loss"]):
             raise Invalid("'train_loss' must be a list of numbers")
     except Invalid as exc:

@@ -28,6 +28,7 @@ from typing import Any
 from llmapp.core.errors import LLMAppError
 from llmapp.core.files import replace_dir
 from llmapp.train.checkpoint import RUN_FILES, carry_over, quiet_hf_saving
+from llmapp.train.checks import check_train_config
 from llmapp.train.config import LoopConfig
 from llmapp.train.examples import collate, load_examples
 
@@ -62,6 +63,9 @@ class FinetuneConfig(LoopConfig):
     eval_iters: int = 8  # batches per split per evaluation (the first eval_iters * batch_size examples)
     log_interval: int = 1  # steps are slow: update the progress bar at each
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_train_config(self, auto=("lr", "min_lr"))
 
     def resolved(self) -> FinetuneConfig:
         """A copy with the automatic values filled in."""
@@ -179,7 +183,7 @@ class Finetuning:
         if self.cfg.lora:
             model = model.merge_and_unload()  # a plain model again: no peft needed to load it
         out = Path(self.cfg.out_dir)
-        with replace_dir(out) as tmp, quiet_hf_saving():
+        with replace_dir(out) as tmp, quiet_hf_saving():  # it holds this run's last/ (a marker): ours to replace
             model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             (tmp / "llmapp-finetune.json").write_text(json.dumps({"format": 1, "config": asdict(self.cfg), **summary},
