@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from chains.pgconnection import Location, connect, ensure_vector, parse_location, reason
-from chains.store import Hit, embedding_name, encode
+from chains.store import Hit, Searchable, embedding_name
 from llmapp.core.errors import LLMAppError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ FROM fused JOIN {{table}} t USING (id) ORDER BY fused.s DESC, fused.vr NULLS LAS
 ROWS_SQL = f"SELECT {COLUMNS} FROM {{table}} WHERE id = ANY(%(ids)s)"
 
 
-class PgStore:
+class PgStore(Searchable):
     """A store in Postgres, with the interface ``chains.rag`` reads: ``search_vector``, ``docs[row]``,
     ``vectors[rows]``, plus ``keyword_ranking`` and ``hybrid_ranking`` done by Postgres itself.
 
@@ -134,18 +134,6 @@ class PgStore:
         self._checked = time.monotonic()
 
     # ------------------------------------------------------------------------------------------ search
-
-    def embed_query(self, query: str) -> Any:
-        """The query as a (1, d) float32 array."""
-        import numpy as np
-
-        return np.asarray(encode(self.embeddings, [query]), dtype="float32").reshape(1, -1)
-
-    def search(self, query: str, k: int = 4) -> list[Hit]:
-        """The ``k`` chunks nearest to ``query`` by cosine similarity, best first."""
-        if not query.strip():
-            raise LLMAppError("empty query: ask something")
-        return self.search_vector(self.embed_query(query), k)
 
     def search_vector(self, vector: Any, k: int) -> list[Hit]:
         """The ``k`` nearest chunks to an already-embedded (1, d) query vector (pgvector's HNSW index)."""

@@ -52,7 +52,29 @@ class Hit:
     id: int = -1  # row in the store
 
 
-class Store:
+class Searchable:
+    """Text queries for any store kind: embed the query with the store's model, then ``search_vector``."""
+
+    embeddings: Any
+
+    def embed_query(self, query: str) -> Any:
+        """The query as a (1, d) float32 array."""
+        import numpy as np
+
+        return np.asarray(encode(self.embeddings, [query]), dtype="float32").reshape(1, -1)
+
+    def search(self, query: str, k: int = 4) -> list[Hit]:
+        """The ``k`` chunks nearest to ``query`` by cosine similarity, best first."""
+        if not query.strip():
+            raise LLMAppError("empty query: ask something")
+        return self.search_vector(self.embed_query(query), k)
+
+    def search_vector(self, vector: Any, k: int) -> list[Hit]:
+        """The ``k`` nearest chunks to an already-embedded (1, d) query vector."""
+        raise NotImplementedError
+
+
+class Store(Searchable):
     """A loaded store: FAISS index, chunk texts with their sources and offsets, and the vectors.
 
     Build one with :func:`build_index`; open it with :meth:`Store.load`.
@@ -110,18 +132,6 @@ class Store:
                     raise  # the same folder as read: damaged, not a writer's swap in progress
         embeddings = _check_embeddings(manifest, embeddings, path)
         return cls(path, manifest, *payload, embeddings)
-
-    def embed_query(self, query: str) -> Any:
-        """The query as a (1, d) float32 array."""
-        import numpy as np
-
-        return np.asarray(encode(self.embeddings, [query]), dtype="float32").reshape(1, -1)
-
-    def search(self, query: str, k: int = 4) -> list[Hit]:
-        """The ``k`` chunks nearest to ``query`` by cosine similarity, best first."""
-        if not query.strip():
-            raise LLMAppError("empty query: ask something")
-        return self.search_vector(self.embed_query(query), k)
 
     def search_vector(self, vector: Any, k: int) -> list[Hit]:
         """The ``k`` nearest chunks to an already-embedded (1, d) query vector."""
