@@ -107,7 +107,8 @@ def _chat(model: str, backend: str, n: int, threads: int) -> Any:
     from llmapp.backends import load_chat_model
 
     extra = {"threads": threads, "batch_threads": threads} if backend == "llamacpp" else {}
-    return load_chat_model(model, backend=backend, max_tokens=n, **extra)
+    # Exactly n tokens every run: the loop guard would end a repetitive reply early and skew tok/s.
+    return load_chat_model(model, backend=backend, max_tokens=n, stop_loops=False, **extra)
 
 
 def _ids(chat: Any) -> list[int]:
