@@ -53,9 +53,8 @@ class Hit:
 
 
 class Searchable:
-    """Text queries for any store kind: embed the query with the store's model, then ``search_vector``."""
-
-    embeddings: Any
+    """Text queries for any store kind: embed the query with the store's ``embeddings``, then its
+    ``search_vector``."""
 
     def embed_query(self, query: str) -> Any:
         """The query as a (1, d) float32 array."""
@@ -68,11 +67,6 @@ class Searchable:
         if not query.strip():
             raise LLMAppError("empty query: ask something")
         return self.search_vector(self.embed_query(query), k)
-
-    def search_vector(self, vector: Any, k: int) -> list[Hit]:
-        """The ``k`` nearest chunks to an already-embedded (1, d) query vector."""
-        raise NotImplementedError
-
 
 class Store(Searchable):
     """A loaded store: FAISS index, chunk texts with their sources and offsets, and the vectors.

@@ -166,7 +166,7 @@ def test_retry_with_nothing_to_retry(session):
 
 # -- commands ---------------------------------------------------------------------------------
 def test_help_lists_every_command(session):
-    from llmapp.chat.session import COMMANDS
+    from llmapp.chat.commands import COMMANDS
 
     text = session.run_command("/help")
     for name in ("/reset", "/system", "/model", "/set", "/rag", "/save", "/load", "/history", "/tokens",

@@ -1,4 +1,5 @@
-"""The chat REPL's engine: a :class:`ChatSession` and its slash commands, free of terminal I/O.
+"""The chat REPL's engine: a :class:`ChatSession`, free of terminal I/O
+(its slash commands are ``llmapp.chat.commands``).
 
 The session holds the history, the system prompt, generation settings (a ``GenerationConfig``), the
 chat model (switched through the registry) and, in RAG mode, a store. ``session.send(text)`` returns
@@ -19,12 +20,12 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmapp.chat.conversation import ChatState, ConversationLog, fit_history, load_state, save_state
+from llmapp.chat.commands import ExitChat, run_command
+from llmapp.chat.conversation import ChatState, ConversationLog, fit_history
 from llmapp.chat.state import clean_text, parse_settings
 from llmapp.core.config import GenerationConfig, RAGConfig
 from llmapp.core.errors import LLMAppError
@@ -33,10 +34,6 @@ from llmapp.models import DEFAULT_CHAT
 log = logging.getLogger(__name__)
 
 SESSION_KEYS = ("max_context",)  # /set keys that are the session's, not GenerationConfig's
-
-
-class ExitChat(Exception):
-    """Raised by ``/exit``: the front end leaves the loop."""
 
 
 class Reply:
@@ -116,15 +113,6 @@ class Reply:
             if self.sources:
                 msg["sources"] = self.sources
             self.session.add_message(msg)
-
-
-@dataclass
-class Command:
-    """One slash command: the handler, its argument synopsis and a line of help."""
-
-    handler: Callable[[ChatSession, str], Any]  # (session, argument text) -> str | Reply | None
-    usage: str  # shown by /help after the name, e.g. "TEXT"
-    help: str
 
 
 class ChatSession:
@@ -361,19 +349,7 @@ class ChatSession:
             LLMAppError: unknown command or bad argument (one line).
             ExitChat: ``/exit``.
         """
-        name, _, arg = clean_text(line).strip().partition(" ")
-        name = ALIASES.get(name.lower(), name.lower())
-        command = COMMANDS.get(name)
-        if command is None:
-            raise LLMAppError(f"unknown command {name}; try /help (commands: {', '.join(COMMANDS)})")
-        if "\x00" in arg:
-            raise LLMAppError(f"{name}: the argument holds a NUL character; type it again")
-        try:
-            return command.handler(self, arg.strip())
-        except LLMAppError:
-            raise
-        except (OSError, ValueError) as exc:  # the disk or a path said no: one line, the chat goes on
-            raise LLMAppError(f"{name} failed: {getattr(exc, 'strerror', None) or exc}") from None
+        return run_command(self, line)
 
 
 def _to_lc(messages: list[dict[str, Any]]) -> list[Any]:
@@ -383,126 +359,4 @@ def _to_lc(messages: list[dict[str, Any]]) -> list[Any]:
     return [kinds[m["role"]](content=m["content"]) for m in messages]
 
 
-def _registry() -> dict[str, Any]:
-    from llmapp.models import REGISTRY
-
-    return REGISTRY
-
-
-# -- slash command handlers: (session, argument) -> str | Reply | None --------------------------
-def _help(s: ChatSession, arg: str) -> str:
-    width = max(len(f"{n} {c.usage}") for n, c in COMMANDS.items())
-    lines = [f"{(n + ' ' + c.usage).strip():<{width}}  {c.help}" for n, c in COMMANDS.items()]
-    return "\n".join(lines + ['', 'Multi-line input: Esc then Enter (or Alt+Enter) for a new line, or wrap text in """ ... """.',
-                              "Ctrl-C stops a reply; Ctrl-D or /exit leaves."])
-
-
-def _reset(s: ChatSession, arg: str) -> str:
-    s.messages.clear()
-    s._record({"type": "reset"})
-    return "history cleared (system prompt and settings kept)"
-
-
-def _system(s: ChatSession, arg: str) -> str:
-    if not arg:
-        return f"system prompt: {s.system!r}" if s.system else "no system prompt (the model's default); set one with /system TEXT"
-    s.system = None if arg.lower() in ("none", "off", "default") else arg
-    s._record({"type": "system", "content": s.system})
-    return "system prompt set" if s.system else "system prompt cleared"
-
-
-def _model(s: ChatSession, arg: str) -> str:
-    from llmapp.backends import BACKENDS
-
-    if not arg:
-        names = ", ".join(n for n, spec in _registry().items() if spec.kind == "chat")
-        return (f"model: {s.model_name} on {s.chat_model.backend_name} (chat models: {names}, or a local HF "
-                f"directory / .gguf file / openai:URL#MODEL; backends: {', '.join(BACKENDS)})")
-    name, _, backend = arg.partition(" ")
-    s.switch_model(name, backend.strip() or None)
-    return f"model: {s.model_name} on {s.chat_model.backend_name} (context window {s.chat_model.context_window} tokens)"
-
-
-def _set(s: ChatSession, arg: str) -> str:
-    if arg:
-        pairs = arg.replace(",", " ").split()
-        bad = [p for p in pairs if "=" not in p]
-        if bad:
-            raise LLMAppError(f"expected key=value, got {bad[0]!r}; e.g. /set temperature=0.7 max_tokens=256")
-        s.set(pairs)
-    c = s.config
-    values = " ".join(f"{f.name}={','.join(v) if isinstance(v := getattr(c, f.name), list) else v}"
-                      for f in dataclasses.fields(c))
-    return f"{values} max_context={s.max_context or 'model'}"
-
-
-def _rag(s: ChatSession, arg: str) -> str:
-    if not arg:
-        return f"RAG store: {s.store.path}" if s.store is not None else "RAG is off; turn it on with /rag DIR"
-    if arg.lower() == "off":
-        s.use_store(None)
-        return "RAG off: plain chat"
-    s.use_store(arg)
-    return f"RAG on: answering from {s.store.path} ({len(s.store)} chunks) with [n] citations"
-
-
-def _save(s: ChatSession, arg: str) -> str:
-    if not arg:
-        raise LLMAppError("give a file: /save chat.json (or .jsonl)")
-    return f"saved {len(s.messages)} messages to {save_state(s.state, Path(arg))}"
-
-
-def _load(s: ChatSession, arg: str) -> str:
-    if not arg:
-        raise LLMAppError("give a file: /load chat.json")
-    state = load_state(Path(arg))
-    s.restore(state)
-    note = f" (saved with model {state.model}; still using {s.model_name})" if state.model and state.model != s.model_name else ""
-    return f"loaded {len(state.messages)} messages from {arg}{note}"
-
-
-def _history(s: ChatSession, arg: str) -> str:
-    if not s.messages:
-        return "no messages yet"
-    lines = [f"system: {s.system}"] if s.system else []
-    for i, m in enumerate(s.messages, 1):
-        text = " ".join(m["content"].split())
-        text = text if len(text) <= 100 else text[:97] + "..."
-        mark = " [interrupted]" if m.get("partial") else ""
-        lines.append(f"{i:>3} {m['role']:<9} {text}{mark}")
-    return "\n".join(lines)
-
-
-def _tokens(s: ChatSession, arg: str) -> str:
-    u = s.context_usage()
-    pct = 100 * u["used"] / u["window"] if u["window"] else 0
-    dropped = u["messages"] - u["kept"]
-    where = (f"the newest {u['kept']} of {u['messages']} messages ({dropped} oldest no longer fit)" if dropped
-             else f"{u['messages']} messages")
-    return (f"context: {u['used']} of {u['window']} tokens ({pct:.0f}%) in {where}; "
-            f"{u['reserved']} reserved for the reply; {u['free']} free")
-
-
-def _retry(s: ChatSession, arg: str) -> Reply:
-    return s.retry()
-
-
-def _exit(s: ChatSession, arg: str) -> None:
-    raise ExitChat
-
-
-COMMANDS: dict[str, Command] = {
-    "/help": Command(_help, "", "show this help"),
-    "/reset": Command(_reset, "", "forget the conversation (keeps the system prompt and settings)"),
-    "/system": Command(_system, "TEXT", "set the system prompt (/system off: the model's default)"),
-    "/model": Command(_model, "NAME [BACKEND]", "switch model or backend (llamacpp, hf, openai); history stays"),
-    "/set": Command(_set, "KEY=VALUE ...", "temperature, max_tokens, top_p, top_k, seed, repetition_penalty, max_context"),
-    "/rag": Command(_rag, "DIR|URL|off", "answer from a store (folder or postgresql:// URL) with [n] citations, or turn RAG off"),
-    "/save": Command(_save, "FILE", "save the conversation (.json, or .jsonl)"),
-    "/load": Command(_load, "FILE", "load a saved conversation (replaces the current one)"),
-    "/history": Command(_history, "", "show the conversation so far"),
-    "/tokens": Command(_tokens, "", "context used vs the window, and room left for the reply"),
-    "/retry": Command(_retry, "", "regenerate the last reply"),
-    "/exit": Command(_exit, "", "leave (Ctrl-D works too)"),
-}
-ALIASES = {"/quit": "/exit", "/bye": "/exit", "/?": "/help", "/clear": "/reset"}
+__all__ = ["ChatSession", "ExitChat", "Reply"]
