@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmapp.chat.conversation import load_state, save_state
 from llmapp.chat.state import clean_text
+from llmapp.core.config import GENERATION_FIELDS
 from llmapp.core.errors import LLMAppError
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ COMMANDS: dict[str, Command] = {
     "/reset": Command(_reset, "", "forget the conversation (keeps the system prompt and settings)"),
     "/system": Command(_system, "TEXT", "set the system prompt (/system off: the model's default)"),
     "/model": Command(_model, "NAME [BACKEND]", "switch model or backend (llamacpp, hf, openai); history stays"),
-    "/set": Command(_set, "KEY=VALUE ...", "temperature, max_tokens, top_p, top_k, seed, repetition_penalty, max_context"),
+    "/set": Command(_set, "KEY=VALUE ...", ", ".join([*GENERATION_FIELDS, "max_context"])),
     "/rag": Command(_rag, "DIR|URL|off", "answer from a store (folder or postgresql:// URL) with [n] citations, or turn RAG off"),
     "/save": Command(_save, "FILE", "save the conversation (.json, or .jsonl)"),
     "/load": Command(_load, "FILE", "load a saved conversation (replaces the current one)"),
