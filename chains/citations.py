@@ -25,12 +25,11 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chains.grounding import content_words, foreign_tokens, overlap, support
+from chains.grounding import content_words, foreign_tokens, overlap, split_sentences, support, terms
 
 _CITATION = re.compile(r"(\s*)\[\s*(?:[Ss]ources?\s*)?(\d+(?:\s*,\s*\d+)*)\s*\]")
 _ANY_CITATION = re.compile(r"\s*\[[^\]]*\]")
 _SENTENCE_END = re.compile(r"[.!?](?:\s*\[[\d,\s]+\])*(?=\s+[^\s\[])|\n")
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 
 
 class CitationFilter:
@@ -153,29 +152,33 @@ def source_sentences(sources: Sequence[Any]) -> list[tuple[int, str]]:
     """Every sentence of the retrieved chunks as ``(source number, sentence)``, best-ranked source first."""
     out = []
     for s in sources:
-        for sent in _SPLIT.split(" ".join(s.text.split(" "))):
-            sent = " ".join(sent.split()).lstrip("#*-> ").strip()
+        for sent in split_sentences(s.text):  # hard-wrapped lines rejoin; paragraphs and sentences split
+            sent = sent.lstrip("#*-> ").strip()
             if len(sent.split()) >= 4:
                 out.append((s.n, sent))
     return out
 
 
-def best_quote(question: str, sources: Sequence[Any], answer: str = "") -> tuple[int, str] | None:
-    """The source sentence that best answers ``question``: most question words, then answer words.
+def best_quote(question: str, sources: Sequence[Any]) -> tuple[int, str] | None:
+    """The source sentence that best answers ``question``: most of its words, exact (:func:`terms`) and
+    stemmed (:func:`content_words`). The model's own answer is not consulted: on the dev questions,
+    favouring sentences that share its words picked wrong sentences more often than right ones
+    (keyword accuracy 0.667 with that bonus, 0.803 without, on the genai notes).
 
     Returns:
         ``(source number, sentence)``, or None when the sources have no sentence at all.
     """
-    q = set(content_words(question))
-    a = set(content_words(answer)) - q
+    q, q_stems = terms(question), set(content_words(question))
     pool = source_sentences(sources)
     if not pool:
         return None
 
     def score(item: tuple[int, tuple[int, str]]) -> tuple[float, int]:
         rank, (_, sent) = item
-        words = set(content_words(sent))
-        return (len(q & words) + 0.5 * len(a & words) - 0.01 * len(words), -rank)
+        words = terms(sent)
+        # A question word found exactly counts twice (as itself and as its stem); "classify" still finds
+        # "classification" once. Ties: the higher-ranked source, then the earlier sentence.
+        return (len(q & words) + len(q_stems & set(content_words(sent))), -rank)
 
     return max(enumerate(pool), key=score)[1]
 
@@ -222,7 +225,7 @@ class GroundingGate:
         tail, self.buf = self.buf, ""
         out = "" if self.stopped or not tail.strip() else self._check(tail)
         if self.quote == "always" and not self.fired and self.answer.strip():
-            found = best_quote(self.question, self.sources, self.answer)
+            found = best_quote(self.question, self.sources)
             if found is not None and overlap(found[1], self.answer) < 0.8:  # not a repeat of what it said
                 self.quoted = True
                 out += " " + _cited(*found)
@@ -248,7 +251,7 @@ class GroundingGate:
         if self.passed:
             self.dropped += 1
             return ""
-        quote = best_quote(self.question, self.sources, sentence)
+        quote = best_quote(self.question, self.sources)
         if quote is None:
             return sentence
         self.fired = True

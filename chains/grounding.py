@@ -139,6 +139,18 @@ def content_words(text: str) -> list[str]:
     return [w.lower()[:STEM] for w in _CONTENT_WORD.findall(text) if w.lower() not in STOPWORDS]
 
 
+# Only the words that frame a question: matching a source sentence to it wants every other word exact.
+QUESTION_STOPWORDS = frozenset("a an and are as at be by do does for from how in is it of on or that the to what when "
+                               "where which who why with".split())
+
+
+def terms(text: str) -> set[str]:
+    """The exact words of ``text`` (lower-cased, ``snake_case`` names kept whole) that are not question
+    framing: what a question and the sentence that answers it share. Matching them exactly (no stems,
+    few stopwords) picks the answering sentence better than :func:`content_words` does (eval/retrieval_grid)."""
+    return set(re.findall(r"\w+", text.lower())) - QUESTION_STOPWORDS
+
+
 def overlap(sentence: str, passage: str) -> float:
     """Share of ``sentence``'s content words found in ``passage`` (1.0 for a sentence with none)."""
     words = content_words(sentence)
@@ -300,5 +312,5 @@ class Grounding:
         return out
 
 
-__all__ = ["STEM", "STOPWORDS", "SUPPORT_THRESHOLD", "Grounding", "Verdict", "Vocabulary", "content_words", "encode",
+__all__ = ["STEM", "STOPWORDS", "SUPPORT_THRESHOLD", "Grounding", "Verdict", "Vocabulary", "content_words", "encode", "terms",
            "foreign_tokens", "join_sentences", "overlap", "passages", "split_sentences", "support"]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from chains.grounding import terms
 from eval.metrics import exact_match, keyword_accuracy, mean, token_f1
 from eval.tasks.base import DATA, System, Task, chat_model, limited, read_jsonl, sentences
 from llmapp.core.config import RAGConfig
@@ -183,9 +184,9 @@ class RAGQATask(Task):
             pool = sentences(doc["text"]) or [doc["text"]]
             src = {"n": 1, "source": doc["source"], "text": doc["text"]}
             return {"answer": rng.choice(pool) + " [1]", "sources": [src], "abstained": False}
-        q = _content_words(question)
+        q = terms(question)
         pool = [(s["n"], sent) for s in sources for sent in (sentences(s["text"]) or [s["text"]])]
-        n, best = max(pool, key=lambda p: len(q & _content_words(p[1])))  # ties: the higher-ranked chunk
+        n, best = max(pool, key=lambda p: len(q & terms(p[1])))  # ties: the higher-ranked chunk
         return {"answer": f"{best} [{n}]", "sources": sources, "abstained": False}
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,14 +237,6 @@ def score_answer(out: dict[str, Any], example: dict[str, Any], k: int) -> dict[s
         "citation_precision": sum(support) / len(support) if support else None,
         "cited": len(cited),
     }
-
-
-_STOP = frozenset("a an and are as at be by do does for from how in is it of on or that the to what when where "
-                  "which who why with".split())
-
-
-def _content_words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower())) - _STOP
 
 
 def _supports(source: dict[str, Any], keywords: list[str], expected: set[str]) -> bool:
