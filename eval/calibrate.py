@@ -61,7 +61,7 @@ def rates(scores: list[tuple[bool, float]], cut: float) -> tuple[float, float]:
     return (sum(s < cut for s in neg) / max(len(neg), 1), sum(s < cut for s in pos) / max(len(pos), 1))
 
 
-def choose(scores: list[tuple[bool, float]], max_false: float = 0.05) -> float:
+def choose(scores: list[tuple[bool, float]], max_false: float = 0.0) -> float:
     """The threshold with the most correct abstentions at no more than ``max_false`` false ones.
 
     Thresholds are placed halfway between neighbouring scores, so a tiny shift in a score does not
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--split", default="dev", choices=["dev", "test", "all"])
     parser.add_argument("--embeddings", default="minilm-l6")
-    parser.add_argument("--max-false", type=float, default=0.05, help="false abstention allowed when choosing")
+    parser.add_argument("--max-false", type=float, default=0.0, help="false abstention allowed when choosing")
     parser.add_argument("--check", action="store_true", help="report the calibrated thresholds' rates, choose nothing")
     parser.add_argument("--out", default="runs/calibrate")
     args = parser.parse_args(argv)
