@@ -65,7 +65,8 @@ def word_vectors(sentences: Sequence[str]) -> Any:
 
 def select_sentences(sentences: Sequence[str], embeddings: Any = None, max_sentences: int = 3,
                      max_tokens: int | None = None, count: Callable[[str], int] | None = None,
-                     vectors: Any = None, avoid: Any = None, avoid_above: float = DUPLICATE) -> list[int]:
+                     vectors: Any = None, avoid: Any = None, avoid_above: float = DUPLICATE,
+                     lead: float = 0.0) -> list[int]:
     """The most central sentences, without near-duplicates, in document order.
 
     Args:
@@ -79,6 +80,9 @@ def select_sentences(sentences: Sequence[str], embeddings: Any = None, max_sente
         avoid: unit vectors (same model) of what is already said: a sentence whose cosine to any of
             them reaches ``avoid_above`` is skipped (topping up a summary without repeating it).
         avoid_above: that cosine.
+        lead: weight of a position prior added to each centroid score, ``lead / sqrt(1 + index)``:
+            authors state the point early, so an early sentence wins over a slightly more central
+            late one (0 = centroid only, the eval's centroid baseline).
 
     Returns:
         Indices into ``sentences``, ascending.
@@ -90,6 +94,10 @@ def select_sentences(sentences: Sequence[str], embeddings: Any = None, max_sente
 
         vectors = encode(embeddings, sentences) if embeddings is not None else word_vectors(sentences)
     scores = centroid_scores(vectors)
+    if lead:
+        import numpy as np
+
+        scores = scores + lead / np.sqrt(1.0 + np.arange(len(sentences)))
     count = count or (lambda s: len(s.split()))
     pool = sorted(candidates(sentences), key=lambda i: -float(scores[i]))
     picked: list[int] = []

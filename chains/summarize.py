@@ -172,7 +172,7 @@ class Summarizer:
         room = min(self.config.extract_tokens, self.budget.space(self.prompts["extract"], **self._extra("extract")))
         picks = select_sentences(g.sentences, self.embeddings, max_tokens=room, count=self.budget.text_tokens,
                                  max_sentences=self.config.extract_sentences or len(g.sentences),
-                                 vectors=g.sentence_vectors())
+                                 vectors=g.sentence_vectors(), lead=self.config.extract_lead)
         if not picks:
             raise PromptTooLong(f"no sentence of the text fits the {room} tokens left in the window; lower max_tokens")
         return "extract", {"text": "\n".join(g.sentences[i] for i in picks)}
@@ -292,7 +292,8 @@ class Summarizer:
         room = target - sum(self.budget.text_tokens(k) for k in kept)
         picks = select_sentences(g.sentences, self.embeddings, max_sentences=self.n_sentences, max_tokens=room,
                                  count=self.budget.text_tokens, vectors=vectors, avoid=said,
-                                 avoid_above=self.config.support_threshold) if room > 0 else []
+                                 avoid_above=self.config.support_threshold,
+                                 lead=self.config.extract_lead) if room > 0 else []
         if not picks and not kept:  # never an empty summary: the most central sentence, whatever its length
             picks = select_sentences(g.sentences, self.embeddings, max_sentences=1, vectors=g.sentence_vectors())
         self.stats.topped_up = len(picks)
