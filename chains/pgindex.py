@@ -28,7 +28,7 @@ from typing import Any
 
 from chains.documents import find_files
 from chains.pgconnection import Location, connect, ensure_vector, parse_location, reason
-from chains.pgstore import FORMAT_VERSION, STORES_TABLE, TEXT_SEARCH
+from chains.pgstore import FORMAT_VERSION, HALFVEC, STORES_TABLE, TEXT_SEARCH
 from chains.store import embedding_name
 from llmapp.core.config import RAGConfig
 from llmapp.core.errors import LLMAppError
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HNSW_M = 32  # graph degree: at 100k chunks m=16 reached recall@10 0.91 at ef_search 400, m=32 0.95 (as FAISS HNSW32)
 HNSW_EF_CONSTRUCTION = 64  # pgvector's default; recall comes cheaper from m and ef_search than from build effort
+HALFVEC_MAX_DIM = 4000  # pgvector indexes halfvec up to 4,000 dimensions (vector: 2,000)
 BUILD_MEMORY = "1GB"  # maintenance_work_mem for the bulk HNSW build: a graph that fits builds ~10x faster
 LOCK_CLASS = 0x11a9  # advisory lock key space of llmapp stores (key 2: hashtext(store name))
 
@@ -190,6 +191,8 @@ def _plan_update(files: list[Path], paths: list, old: tuple | None, embeddings: 
            "chunk_overlap": config.chunk_overlap, "text_search": TEXT_SEARCH, "root": common_root(files_meta),
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "chunks": kept_chunks + len(docs), "files": files_meta}
     fresh = not manifest or kind != manifest["index_type"] or len(docs) > kept_chunks
+    # a new table gets today's vector index; an update in place keeps the index the table has
+    new["vector_index"] = vector_index(kind, dim) if fresh else manifest.get("vector_index")
     return Plan(new, docs, np.asarray(vectors, dtype="float32").reshape(len(docs), dim) if docs else vectors,
                 sorted(set(old_files) - set(kept)), sorted(kept), fresh)
 
@@ -233,7 +236,7 @@ def _write(conn: Any, loc: Location, current: tuple | None, plan: Plan) -> None:
                                  "WHERE source = ANY(%s)").format(new=sql.Identifier(table), old=sql.Identifier(old_table)),
                          (plan.keep_sources,))
         copy_rows(conn, table, plan.docs, plan.vectors)
-        create_indexes(conn, table, plan.manifest["index_type"])
+        create_indexes(conn, table, plan.manifest)
     else:
         table = old_table
         conn.execute(sql.SQL("DELETE FROM {t} WHERE source = ANY(%s)").format(t=sql.Identifier(table)),
@@ -262,17 +265,27 @@ def copy_rows(conn: Any, table: str, docs: list[dict[str, Any]], vectors: Any) -
             copy.write_row((doc["source"], doc["start"], doc["end"], doc["text"].replace("\x00", "\ufffd"), vec))
 
 
-def create_indexes(conn: Any, table: str, index_type: str) -> None:
+def vector_index(index_type: str, dim: int) -> str | None:
+    """What an HNSW store's vector index is built on: ``halfvec`` (half the pages, candidates re-ranked on the
+    full vectors, see ``chains.pgstore``), or ``vector`` past pgvector's halfvec limit; None for Flat."""
+    if not index_type.startswith("HNSW"):
+        return None
+    return HALFVEC if dim <= HALFVEC_MAX_DIM else "vector"
+
+
+def create_indexes(conn: Any, table: str, manifest: dict[str, Any]) -> None:
     """The vector index (HNSW, or none for exact search), the full-text index and the by-file index."""
     from psycopg import sql
 
     t = sql.Identifier(table)
     conn.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+    index_type = manifest["index_type"]
     if index_type.startswith("HNSW"):
         m = int(index_type[4:] or HNSW_M)
-        conn.execute(sql.SQL("CREATE INDEX ON {t} USING hnsw (embedding vector_ip_ops) WITH (m = {m}, "
-                             "ef_construction = {ef})").format(t=t, m=sql.Literal(m),
-                                                               ef=sql.Literal(max(HNSW_EF_CONSTRUCTION, 2 * m))))
+        on = (sql.SQL("(embedding::halfvec({d})) halfvec_ip_ops").format(d=sql.Literal(int(manifest["dimension"])))
+              if manifest.get("vector_index") == HALFVEC else sql.SQL("embedding vector_ip_ops"))
+        conn.execute(sql.SQL("CREATE INDEX ON {t} USING hnsw ({on}) WITH (m = {m}, ef_construction = {ef})").format(
+            t=t, on=on, m=sql.Literal(m), ef=sql.Literal(max(HNSW_EF_CONSTRUCTION, 2 * m))))
     conn.execute(sql.SQL("CREATE INDEX ON {t} USING gin (tsv)").format(t=t))
     conn.execute(sql.SQL("CREATE INDEX ON {t} (source)").format(t=t))
 
@@ -288,8 +301,9 @@ def write_chunks(url: str, docs: list[dict[str, Any]], vectors: Any, embedding_m
 
     loc = parse_location(url)
     vectors = np.asarray(vectors, dtype="float32")
-    manifest = {"format_version": FORMAT_VERSION, "embedding_model": embedding_model, "dimension": int(vectors.shape[1]),
-                "index_type": parse_index_type(index_type), "chunk_tokens": RAGConfig().chunk_tokens,
+    kind, dim = parse_index_type(index_type), int(vectors.shape[1])
+    manifest = {"format_version": FORMAT_VERSION, "embedding_model": embedding_model, "dimension": dim,
+                "index_type": kind, "vector_index": vector_index(kind, dim), "chunk_tokens": RAGConfig().chunk_tokens,
                 "chunk_overlap": RAGConfig().chunk_overlap, "text_search": TEXT_SEARCH, "root": "",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "chunks": len(docs), "files": {}}
     with connect(loc) as conn:

@@ -54,7 +54,19 @@ class Hit:
 
 class Searchable:
     """Text queries for any store kind: embed the query with the store's ``embeddings``, then its
-    ``search_vector``."""
+    ``search_vector``. A store sets ``_embeddings`` (None: the manifest's model, loaded on first query)
+    and ``manifest``."""
+
+    _embeddings: Any = None
+
+    @property
+    def embeddings(self) -> Any:
+        """The model queries are embedded with (the store's own, unless another was given)."""
+        if self._embeddings is None:
+            from llmapp.models.embeddings import load_embeddings
+
+            self._embeddings = load_embeddings(self.manifest["embedding_model"])
+        return self._embeddings
 
     def embed_query(self, query: str) -> Any:
         """The query as a (1, d) float32 array."""
@@ -83,15 +95,6 @@ class Store(Searchable):
 
     def __len__(self) -> int:
         return len(self.docs)
-
-    @property
-    def embeddings(self) -> Any:
-        """The model queries are embedded with (the store's own, unless another was given)."""
-        if self._embeddings is None:
-            from llmapp.models.embeddings import load_embeddings
-
-            self._embeddings = load_embeddings(self.manifest["embedding_model"])
-        return self._embeddings
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, chunks={len(self)}, index={self.manifest['index_type']!r})"

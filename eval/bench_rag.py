@@ -192,9 +192,10 @@ def bench_scale(sizes: list[int], base_chunks: int = 1500, pg: bool = True) -> d
 
 def _server_ms(store: Any, vector: np.ndarray) -> float:
     """Postgres's execution time of one nearest-neighbour query (EXPLAIN ANALYZE), in ms."""
-    from chains.pgstore import VECTOR_SQL
+    from chains.pgstore import candidates, vector_sql
 
-    plan = store._execute("EXPLAIN (ANALYZE, FORMAT JSON) " + VECTOR_SQL, {"q": vector, "k": 10})
+    plan = store._execute("EXPLAIN (ANALYZE, FORMAT JSON) " + vector_sql(store.manifest),
+                          {"q": vector, "k": 10, "c": candidates(10)})
     return float(plan[0][0][0]["Execution Time"])
 
 

@@ -71,6 +71,32 @@ def test_faiss_and_pgvector_give_the_same_top_k(demo):
         assert [(s.source, s.start, s.score) for s in fa] == [(s.source, s.start, s.score) for s in pa]
 
 
+def test_halfvec_index_and_stores_built_before_it(demo, pg):
+    """The HNSW index is on halfvec with exact re-ranking; a store whose table has the full-precision index
+    and whose manifest predates ``vector_index`` is still searched through that index, with the same top-k."""
+    url, _, faiss_store = demo
+    store = open_store(url)
+    table = store.table
+    defs = [d for (d,) in sql(url, "SELECT indexdef FROM pg_indexes WHERE tablename = %s", (table,))]
+    assert store.manifest["vector_index"] == "halfvec" and any("halfvec_ip_ops" in d for d in defs), defs
+    questions = ["What does the discriminator do?", "How is a VAE trained?", "What is LangChain for?"]
+    before = {q: [(h.source, h.start, round(h.score, 5)) for h in store.search(q, k=4)] for q in questions}
+    for q in questions:  # exact order and true cosines, as FAISS's flat search gives them
+        assert [b[:2] for b in before[q]] == [(h.source, h.start) for h in faiss_store.search(q, k=4)]
+    old = store_url(pg, "olderstore")
+    build_index([DEMO_DATA], old, store.embeddings, "hnsw")
+    old_table = open_store(old).table
+    half = [n for (n,) in sql(old, "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+                              (old_table, "%halfvec%"))]
+    sql(old, f'DROP INDEX "{half[0]}"')
+    sql(old, f'CREATE INDEX ON "{old_table}" USING hnsw (embedding vector_ip_ops) WITH (m = 32)')
+    sql(old, "UPDATE llmapp_stores SET manifest = manifest - 'vector_index' WHERE name = 'olderstore'")
+    older = open_store(old)
+    assert "vector_index" not in older.manifest
+    for q in questions:
+        assert [(h.source, h.start, round(h.score, 5)) for h in older.search(q, k=4)] == before[q]
+
+
 def test_keyword_and_hybrid_retrieval_and_abstention(demo):
     url, _, _ = demo
     store = open_store(url)
