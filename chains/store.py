@@ -53,11 +53,9 @@ class Hit:
 
 
 class Searchable:
-    """Text queries for any store kind: embed the query with the store's ``embeddings``, then its
-    ``search_vector``. A store sets ``_embeddings`` (None: the manifest's model, loaded on first query)
-    and ``manifest``."""
+    """Text queries for any store kind: embed the query with ``embeddings``, then ``search_vector``."""
 
-    _embeddings: Any = None
+    _embeddings: Any = None  # set by the store; None: the manifest's model, loaded on first query
 
     @property
     def embeddings(self) -> Any:
