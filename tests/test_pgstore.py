@@ -81,6 +81,12 @@ def test_halfvec_index_and_stores_built_before_it(demo, pg):
     assert store.manifest["vector_index"] == "halfvec" and any("halfvec_ip_ops" in d for d in defs), defs
     questions = ["What does the discriminator do?", "How is a VAE trained?", "What is LangChain for?"]
     before = {q: [(h.source, h.start, round(h.score, 5)) for h in store.search(q, k=4)] for q in questions}
+    from chains.pgstore import candidates, hybrid_sql, vector_sql
+
+    params = {"q": store.embeddings.encode(questions[:1])[0], "terms": "VAE", "k": 4, "c": candidates(4), "rrf": 60}
+    for statement in (vector_sql(store.manifest), hybrid_sql(store.manifest)):  # a small table is not scanned
+        plan = "\n".join(r[0] for r in store._execute("EXPLAIN " + statement, params))
+        assert "_embedding_idx" in plan and "Seq Scan" not in plan, plan
     for q in questions:  # exact order and true cosines, as FAISS's flat search gives them
         assert [b[:2] for b in before[q]] == [(h.source, h.start) for h in faiss_store.search(q, k=4)]
     old = store_url(pg, "olderstore")
