@@ -29,7 +29,6 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from chains.pgconnection import Location, connect, ensure_vector, parse_location, reason
@@ -180,14 +179,6 @@ class PgStore(Searchable):
                                                          "k": n, "c": candidates(n), "rrf": rrf_k})
         self._remember(rows)
         return [int(r[0]) for r in rows]
-
-    def display_name(self, source: str) -> str:
-        """A short name for a source: its path under the folder the store's files share."""
-        root = self.manifest.get("root")
-        try:
-            return str(Path(source).relative_to(root)) if root else source
-        except ValueError:
-            return source
 
     def all_docs(self) -> list[dict[str, Any]]:
         """Every chunk of the current version, in id order (for baselines and exports, not for search)."""

@@ -8,8 +8,7 @@ A store is a folder:
     vectors.npy       the chunk vectors (float32), so an update re-embeds only changed files
 
 Nothing is unpickled on load: LangChain's ``FAISS.load_local`` unpickles its docstore, so it is never
-used on user paths; :meth:`Store.as_langchain` builds the LangChain vector store in memory instead.
-Stores are built and updated by ``chains.index``.
+used on user paths; :meth:`Store.as_langchain` builds it in memory instead. ``chains.index`` writes stores.
 
     from chains.store import Store
     hits = Store.load("store").search("What is a VAE?", k=4)
@@ -78,6 +77,15 @@ class Searchable:
             raise LLMAppError("empty query: ask something")
         return self.search_vector(self.embed_query(query), k)
 
+    def display_name(self, source: str) -> str:
+        """A short name for a source: its path under the folder the store's files share."""
+        root = self.manifest.get("root")
+        try:
+            return str(Path(source).relative_to(root)) if root else source
+        except ValueError:
+            return source
+
+
 class Store(Searchable):
     """A loaded store: FAISS index, chunk texts with their sources and offsets, and the vectors.
 
@@ -143,14 +151,6 @@ class Store(Searchable):
     def hit(self, row: int, score: float) -> Hit:
         doc = self.docs[row]
         return Hit(doc["text"], doc["source"], doc["start"], doc["end"], score, row)
-
-    def display_name(self, source: str) -> str:
-        """A short name for a source: its path under the folder the store's files share."""
-        root = self.manifest.get("root")
-        try:
-            return str(Path(source).relative_to(root)) if root else source
-        except ValueError:
-            return source
 
     def as_langchain(self) -> Any:
         """The same index as a ``langchain_community`` FAISS vector store, built in memory (no pickle)."""
