@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from chains.grounding import SUPPORT_THRESHOLD
 
-STRATEGIES = ("auto", "stuff", "map_reduce", "refine", "extract")
+STRATEGIES = ("auto", "stuff", "map_reduce", "refine", "extract", "select")
 # Text tokens -> summary length in sentences; mirrors the reference guideline of the eval set
 # (paragraph 1-2, note 3-4, chapter 4-6, long 5-8 sentences).
 LENGTHS: tuple[tuple[int | None, int], ...] = ((450, 2), (3500, 4), (14000, 5), (None, 6))
@@ -47,6 +47,7 @@ class SummarizeConfig:
     # (chains.extractive.select_sentences(lead=...)); model-free on dev, picking verbatim sentences up to the
     # references' length, 0.2 raised ROUGE-L from 0.220 to 0.228 (0.227 to 0.239 at 1.2x the length); not yet
     # measured with the model's rewrite, so off by default
+    select_scale: float = 1.0  # select: summary length in tokens = sentences x SENTENCE_TOKENS x this
     top_up: bool = True  # when the guard drops sentences, fill the summary to its length (sentences x
     # SENTENCE_TOKENS) with central source sentences it does not yet say (verbatim, so supported)
     guard: str = "drop"  # unsupported sentences: drop, flag ([unsupported: ...]) or off
