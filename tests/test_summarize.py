@@ -57,11 +57,13 @@ def test_no_prompt_exceeds_the_window(short_chat, strategy):
     assert steps[-1][:2] == (len(sizes.sizes), len(sizes.sizes)) and steps[-1][2] == "final summary"
 
 
-def test_auto_stuffs_short_text_in_one_call(short_chat):
+def test_auto_on_short_text_runs_the_tables_choice_in_at_most_one_call(short_chat):
     sizes = PromptSizes(short_chat)
     chain = summarize_chain(short_chat)
     out = chain.invoke({"text": "The cat sat on the mat. It was warm and happy."}, {"callbacks": [sizes]})
-    assert out and len(sizes.sizes) == 1
+    assert out and len(sizes.sizes) == (0 if AUTO[0][1] == "select" else 1)
+    run = Summarizer(short_chat)
+    assert "".join(run.run(SOURCE)) and run.stats.strategy == pick_strategy(run.stats.text_tokens) == AUTO[0][1]
 
 
 def test_auto_follows_the_measured_table_and_length_grows_with_the_text():
