@@ -69,7 +69,7 @@ class Summarizer:
         config: the settings.
         progress: True for a tqdm bar, a ``callback(done, total[, label])``, or None.
         run_config: LangChain ``RunnableConfig`` passed to every model call.
-        embeddings: sentence embeddings for the guard's support check and the extract strategy;
+        embeddings: sentence embeddings for the guard's support check and the extract and select strategies;
             None: the guard checks names, numbers and links only, and extract ranks by word frequency.
         grounding: the text already prepared (``Grounding(text, embeddings, threshold)``), when the
             caller has embedded it for another purpose; it must be of the text passed to :meth:`run`.
@@ -348,12 +348,12 @@ def summarize(text: str, chat_model: Any, strategy: str | None = None, progress:
         text: the text.
         chat_model: a LangChain chat model with ``get_num_tokens_from_messages`` (``load_chat_model()``);
             its ``max_tokens`` caps every partial and final summary.
-        strategy: ``auto``, ``stuff``, ``map_reduce``, ``refine`` or ``extract``; None: the config's
-            (``auto`` by default).
+        strategy: ``auto``, ``stuff``, ``map_reduce``, ``refine``, ``extract`` or ``select``; None: the
+            config's (``auto`` by default).
         progress: True for a tqdm bar, a ``callback(done_steps, total_steps[, label])``, or None.
         config: chunk size, window override, length, guard, cache and template names.
         run_config: a LangChain ``RunnableConfig`` (callbacks, tags) passed to every model call.
-        embeddings: sentence embeddings (``load_embeddings()``) for the guard and ``extract``;
+        embeddings: sentence embeddings (``load_embeddings()``) for the guard, ``extract`` and ``select``;
             without them the guard checks names, numbers and links only.
 
     Returns:
