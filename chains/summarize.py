@@ -9,6 +9,8 @@ is sent, so no prompt plus its reply ever exceeds the context window, however lo
 - ``refine``: summarize the first chunk, then update that summary with each next chunk;
 - ``extract`` (extract-then-abstract): pick the sentences closest to the text's centroid
   (``chains.extractive``), then let the model rewrite just those: one short prompt for any length;
+- ``select``: the extract step's selection (with its position prior) as the summary, verbatim and in
+  document order, to the summary's length: no model call, so faithful by construction;
 - ``auto`` (default): chosen by the text's length from the table :data:`AUTO`, measured on the
   summarization eval's dev split (``docs/chains.md``).
 
@@ -22,7 +24,7 @@ steps can be cached (``SummarizeConfig.cache``) so an interrupted long summary r
     text = open("llmapp/corpora/tinyshakespeare.txt").read()[:100_000]
     print(summarize(text, load_chat_model(max_tokens=200), embeddings=load_embeddings(), progress=True))
 
-    llmapp summarize FILE [--strategy auto|stuff|map_reduce|refine|extract] [--guard drop|flag|off]
+    llmapp summarize FILE [--strategy auto|stuff|map_reduce|refine|extract|select] [--guard drop|flag|off]
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Summarizer:
         config: the settings.
         progress: True for a tqdm bar, a ``callback(done, total[, label])``, or None.
         run_config: LangChain ``RunnableConfig`` passed to every model call.
-        embeddings: sentence embeddings for the guard's support check and the extract strategy;
+        embeddings: sentence embeddings for the guard's support check and the extract and select strategies;
             None: the guard checks names, numbers and links only, and extract ranks by word frequency.
         grounding: the text already prepared (``Grounding(text, embeddings, threshold)``), when the
             caller has embedded it for another purpose; it must be of the text passed to :meth:`run`.
@@ -116,7 +118,7 @@ class Summarizer:
             strategy = pick_strategy(n_tokens)
             strategy = "map_reduce" if strategy == "stuff" and not fits else strategy
         self.stats.strategy = strategy
-        if self.config.cache:
+        if self.config.cache and strategy != "select":
             settings = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("cache", "cache_dir")}
             self.cache = StepCache.open(cache_key(text, self.chat_model, {**settings, "strategy": strategy}),
                                         self.config.cache_dir)
@@ -124,12 +126,18 @@ class Summarizer:
         if strategy == "stuff" and not fits:
             raise PromptTooLong(f"the text is {n_tokens} tokens and does not fit the {self.budget.window}-token "
                                 "window in one prompt; use map_reduce, refine or extract")
-        plan = {"stuff": self.stuff, "map_reduce": self.map_reduce, "refine": self.refine, "extract": self.extract}
-        step, values = plan[strategy](text)
-        yield from self.finish(step, values)
+        if strategy == "select":  # verbatim source sentences: nothing for the guard to check
+            self.progress.plan(0)
+            yield from self.select()
+        else:
+            yield from self.finish(*self._plan(strategy, text))
         if self.cache is not None and self.cache.path is not None:
             self.cache.path.unlink(missing_ok=True)  # finished: nothing left to resume
         self.stats.seconds = time.perf_counter() - t0
+
+    def _plan(self, strategy: str, text: str) -> tuple[str, dict[str, str]]:
+        plan = {"stuff": self.stuff, "map_reduce": self.map_reduce, "refine": self.refine, "extract": self.extract}
+        return plan[strategy](text)
 
     def stuff(self, text: str) -> tuple[str, dict[str, str]]:
         self.progress.plan(1)
@@ -176,6 +184,24 @@ class Summarizer:
         if not picks:
             raise PromptTooLong(f"no sentence of the text fits the {room} tokens left in the window; lower max_tokens")
         return "extract", {"text": "\n".join(g.sentences[i] for i in picks)}
+
+    def select(self) -> Iterator[str]:
+        """The ``select`` summary: the most central sentences (position prior ``extract_lead``, no
+        near-duplicates), verbatim in document order, up to ``sentences x SENTENCE_TOKENS x select_scale``
+        tokens; never empty (the most central sentence, whatever its length)."""
+        from chains.extractive import select_sentences
+
+        g = self.grounding
+        room = int(self.n_sentences * SENTENCE_TOKENS * self.config.select_scale)
+        picks = select_sentences(g.sentences, self.embeddings, max_sentences=2 * self.n_sentences, max_tokens=room,
+                                 count=self.budget.text_tokens, vectors=g.sentence_vectors(),
+                                 lead=self.config.extract_lead)
+        if not picks:
+            picks = select_sentences(g.sentences, self.embeddings, max_sentences=1, vectors=g.sentence_vectors(),
+                                     lead=self.config.extract_lead)
+        summary = " ".join(g.sentences[i] for i in picks)
+        self.stats.raw = summary
+        yield summary
 
     def chunk_size(self, space: int) -> int:
         return min(space, self.config.chunk_tokens) if self.config.chunk_tokens else space
@@ -322,12 +348,12 @@ def summarize(text: str, chat_model: Any, strategy: str | None = None, progress:
         text: the text.
         chat_model: a LangChain chat model with ``get_num_tokens_from_messages`` (``load_chat_model()``);
             its ``max_tokens`` caps every partial and final summary.
-        strategy: ``auto``, ``stuff``, ``map_reduce``, ``refine`` or ``extract``; None: the config's
-            (``auto`` by default).
+        strategy: ``auto``, ``stuff``, ``map_reduce``, ``refine``, ``extract`` or ``select``; None: the
+            config's (``auto`` by default).
         progress: True for a tqdm bar, a ``callback(done_steps, total_steps[, label])``, or None.
         config: chunk size, window override, length, guard, cache and template names.
         run_config: a LangChain ``RunnableConfig`` (callbacks, tags) passed to every model call.
-        embeddings: sentence embeddings (``load_embeddings()``) for the guard and ``extract``;
+        embeddings: sentence embeddings (``load_embeddings()``) for the guard, ``extract`` and ``select``;
             without them the guard checks names, numbers and links only.
 
     Returns:

@@ -68,3 +68,13 @@ def test_bad_settings_are_named():
     task.config.split = "train"
     with pytest.raises(LLMAppError, match="split must be dev, test or empty"):
         task.examples()
+
+
+def test_select_is_scored_as_a_model_system_with_no_model_call():
+    task = get_task("summarization")(ctx=EvalContext(models=[SMOL]))
+    task.config.split, task.config.buckets = "test", "paragraph"
+    doc = task.examples()[0]
+    record = task.run(System("x", "model", f"{SMOL}|select"), doc)
+    assert record["strategy"] == "select" and record["steps"] == 0 and record["tokens"] == 0
+    assert record["summary"] and record["faithfulness"] == 1.0  # verbatim source sentences
+    assert record["rougeL_unguarded"] == record["rougeL"]  # nothing for the guard to change

@@ -57,11 +57,13 @@ def test_no_prompt_exceeds_the_window(short_chat, strategy):
     assert steps[-1][:2] == (len(sizes.sizes), len(sizes.sizes)) and steps[-1][2] == "final summary"
 
 
-def test_auto_stuffs_short_text_in_one_call(short_chat):
+def test_auto_on_short_text_runs_the_tables_choice_in_at_most_one_call(short_chat):
     sizes = PromptSizes(short_chat)
     chain = summarize_chain(short_chat)
     out = chain.invoke({"text": "The cat sat on the mat. It was warm and happy."}, {"callbacks": [sizes]})
-    assert out and len(sizes.sizes) == 1
+    assert out and len(sizes.sizes) == (0 if AUTO[0][1] == "select" else 1)
+    run = Summarizer(short_chat)
+    assert "".join(run.run(SOURCE)) and run.stats.strategy == pick_strategy(run.stats.text_tokens) == AUTO[0][1]
 
 
 def test_auto_follows_the_measured_table_and_length_grows_with_the_text():
@@ -73,7 +75,7 @@ def test_auto_follows_the_measured_table_and_length_grows_with_the_text():
 def test_stuff_refuses_text_that_does_not_fit_and_bad_input_is_named(short_chat):
     with pytest.raises(PromptTooLong, match="use map_reduce, refine or extract"):
         summarize("word " * 500, short_chat, "stuff", config=SummarizeConfig(context_window=300))
-    with pytest.raises(LLMAppError, match="use one of: auto, stuff, map_reduce, refine, extract"):
+    with pytest.raises(LLMAppError, match="use one of: auto, stuff, map_reduce, refine, extract, select"):
         summarize("text", short_chat, "magic")
     with pytest.raises(LLMAppError, match="empty"):
         summarize("   ", short_chat)
@@ -108,6 +110,37 @@ def test_when_nothing_survives_the_summary_falls_back_to_the_source_sentences():
     run = Summarizer(chat, SummarizeConfig(strategy="stuff"))
     out = "".join(run.run(SOURCE))
     assert run.stats.fallback and out and all(s in SOURCE for s in out.split(". "))
+
+
+LONGER = SOURCE + (" The reading room now has a raised floor and new shelving along the river wall. "
+                   "Volunteers from the school sorted the donated books over the summer holidays. "
+                   "The library will keep its late opening on Thursdays until the end of the year.")
+
+
+def test_select_copies_source_sentences_in_order_without_calling_the_model():
+    from chains.grounding import split_sentences
+
+    chat = load_chat_model("fake", backend="fake", replies=["Ruth Osei wrote this. It must never be sent."])
+    sizes = PromptSizes(chat)
+    run = Summarizer(chat, SummarizeConfig(strategy="select", sentences=2), run_config={"callbacks": [sizes]})
+    out = "".join(run.run(LONGER))
+    source = split_sentences(LONGER)
+    picked = split_sentences(out)
+    assert sizes.sizes == [] and run.stats.steps == 0 and run.stats.strategy == "select"
+    assert picked and all(p in source for p in picked) and "Ruth" not in out
+    assert [source.index(p) for p in picked] == sorted(source.index(p) for p in picked)  # document order
+    assert chat.get_num_tokens(out) <= 2 * 30 * SummarizeConfig().select_scale + 2 * len(picked)
+
+
+def test_select_length_follows_select_scale_and_the_lead_prior_moves_the_picks():
+    chat = load_chat_model("fake", backend="fake", replies=["unused"])
+
+    def picks(**settings):
+        return "".join(Summarizer(chat, SummarizeConfig(strategy="select", sentences=2, **settings)).run(LONGER))
+
+    short, long = picks(select_scale=0.5), picks(select_scale=3.0)
+    assert len(short.split()) < len(long.split())
+    assert picks(select_scale=0.5, extract_lead=5.0).startswith(SOURCE.split(". ")[0])  # a strong prior: the opening
 
 
 def test_an_interrupted_summary_resumes_from_its_cache(llmapp_home):

@@ -92,9 +92,10 @@ def generate(prompt, template, variables, templates_dir, list_templates, model, 
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--strategy", type=click.Choice(["auto", "stuff", "map_reduce", "refine", "extract"]), default="auto",
-              show_default=True, help="auto: chosen by the text's length (measured; see docs/chains.md). extract: "
-                                      "pick the key sentences, then let the model rewrite them.")
+@click.option("--strategy", type=click.Choice(["auto", "stuff", "map_reduce", "refine", "extract", "select"]),
+              default="auto", show_default=True,
+              help="auto: chosen by the text's length (measured; see docs/chains.md). extract: pick the key "
+                   "sentences, then let the model rewrite them. select: those sentences verbatim, no model call.")
 @click.option("--chunk-tokens", type=int, default=1024, show_default=True,
               help="Text tokens per map/refine step (0: as many as fit the window). Smaller steps keep a small "
                    "model on track and cost less prefill.")
@@ -102,7 +103,7 @@ def generate(prompt, template, variables, templates_dir, list_templates, model, 
 @click.option("--guard", type=click.Choice(["drop", "flag", "off"]), default="drop", show_default=True,
               help="Sentences the text does not support (or with names, numbers, links it lacks): drop or flag them.")
 @click.option("--embeddings", "-e", default=DEFAULT_EMBEDDINGS, show_default=True,
-              help="Embeddings for the guard and for extract.")
+              help="Embeddings for the guard, extract and select.")
 @click.option("--no-cache", is_flag=True, help="Do not keep finished steps on disk (by default an interrupted "
                                                  "long summary resumes where it stopped).")
 @model_options()
@@ -132,7 +133,7 @@ def summarize(file, strategy, chunk_tokens, sentences, guard, embeddings, no_cac
 
     config = SummarizeConfig(chunk_tokens=chunk_tokens or None, sentences=sentences, guard=guard, cache=not no_cache)
     chat = load_chat_model(model, backend=backend, **settings)
-    needs_embeddings = guard != "off" or strategy in ("auto", "extract")
+    needs_embeddings = guard != "off" or strategy in ("auto", "extract", "select")
     emb = load_embeddings(embeddings) if needs_embeddings else None
     _echo_stream(summarize_stream(text, chat, strategy, progress=True, config=config, embeddings=emb))
 
