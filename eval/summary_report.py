@@ -97,15 +97,20 @@ def plot(entry: dict[str, Any], path: Path) -> None:
 
 
 def merge(paths: list[str | Path]) -> dict[str, Any]:
-    """The summarization entries of several runs as one (strategies run separately, one run each);
-    a system already present (the baselines every run repeats) is taken from the first run."""
+    """The summarization entries of several runs as one (strategies or buckets run separately); a system
+    in several runs (the baselines every run repeats) keeps the first run's figures for a bucket, and
+    gains the buckets only a later run measured."""
     entry: dict[str, Any] = {}
     for path in paths:
         other = json.loads(Path(path).read_text(encoding="utf-8"))["tasks"]["summarization"]
         if not entry:
             entry = {**other, "systems": {}}
         for name, system in other["systems"].items():
-            entry["systems"].setdefault(name, system)
+            kept = entry["systems"].setdefault(name, system)
+            if kept is not system:
+                buckets = kept["metrics"].setdefault("by_bucket", {})
+                for bucket, figures in system["metrics"].get("by_bucket", {}).items():
+                    buckets.setdefault(bucket, figures)
     models = {n: s for n, s in entry["systems"].items() if s["kind"] == "model"}
     entry["systems"] = {**models, **{n: s for n, s in entry["systems"].items() if s["kind"] != "model"}}
     return entry

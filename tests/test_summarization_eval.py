@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from eval.harness import evaluate
-from eval.summary_report import choose, report
+from eval.summary_report import choose, merge, report
 from eval.tasks import EvalContext, System, get_task
 from llmapp.core.errors import LLMAppError
 
@@ -50,6 +51,25 @@ def test_bucket_report_table_plot_and_auto_choice(run):
     assert (out / "summarization-buckets.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((out / "results.json").read_text())
     assert saved["tasks"]["summarization"]["config"]["split"] == "test"
+
+
+def test_runs_of_different_buckets_merge_into_one_report(tmp_path):
+    def results(folder: str, systems: dict[str, dict[str, float]]) -> Path:
+        entry = {"config": {"split": "dev"}, "systems": {
+            name: {"kind": "model" if name.startswith("m") else "baseline",
+                   "metrics": {"by_bucket": {b: {"rougeL": r} for b, r in buckets.items()}}}
+            for name, buckets in systems.items()}}
+        path = tmp_path / folder / "results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"tasks": {"summarization": entry}}))
+        return path
+
+    first = results("a", {"m|stuff": {"paragraph": 0.3}, "lead-3": {"paragraph": 0.2}})
+    second = results("b", {"m|extract": {"note": 0.25}, "lead-3": {"paragraph": 0.9, "note": 0.1}})
+    merged = merge([first, second])
+    assert merged["systems"]["lead-3"]["metrics"]["by_bucket"] == {"paragraph": {"rougeL": 0.2},
+                                                                   "note": {"rougeL": 0.1}}
+    assert choose(merged) == {"paragraph": "m|stuff", "note": "m|extract"}
 
 
 def test_stuff_on_a_text_over_the_window_is_skipped_not_fatal():
