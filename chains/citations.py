@@ -3,7 +3,8 @@
 - :class:`CitationFilter` streams an answer through, dropping ``[n]`` of sources that were not
   retrieved and citing each uncited sentence by the source that supports it best (:func:`attributor`);
   with ``recite`` every sentence is cited that way, in place of the numbers the model wrote (a 135M
-  model's own numbers are often wrong).
+  model's own numbers are often wrong): a number it wrote is kept only when that source supports the
+  sentence, and a sentence that merely restates the question is cited by nothing.
 - :class:`GroundingGate` sits before it and lets the answer through a sentence at a time: a sentence
   that shares too little with the sources (``chains.grounding.support`` under
   ``RAGConfig.min_support``, or a name or number no source has) ends the answer there; when it is
@@ -53,6 +54,7 @@ class CitationFilter:
         self.cited: list[int] = []  # valid numbers the model wrote, in order of first citation
         self.added: list[int] = []  # numbers added by attribution
         self.invalid: list[int] = []  # numbers the model made up, stripped
+        self.written: list[int] = []  # with ``recite``: the numbers the model wrote in the current sentence
 
     def _clean(self, text: str) -> str:
         def fix(m: re.Match) -> str:
@@ -60,8 +62,9 @@ class CitationFilter:
             good = [n for n in nums if n in self.valid]
             self.invalid += [n for n in nums if n not in self.valid]
             self.cited += [n for n in good if n not in self.cited]
-            if self.recite:
-                return ""  # the sentence is cited by the source that supports it best, at its end
+            if self.recite:  # the sentence is cited at its end by attribution, which weighs these numbers
+                self.written += [n for n in good if n not in self.written]
+                return ""
             return m.group(1) + "".join(f"[{n}]" for n in good) if good else ""
 
         return _CITATION.sub(fix, text)
@@ -124,26 +127,69 @@ class CitationFilter:
 
     def _cite(self, sentence: str) -> str:
         """`` [n]`` for a sentence without a citation, when attribution finds a source for it."""
+        written, self.written = self.written, []
         if self.attribute is None or re.search(r"\[\d+\]", sentence) or len(sentence.split()) < 3:
             return ""
-        n = self.attribute(sentence)
+        n = self.attribute(sentence, written) if written else self.attribute(sentence)
         if n is None:
             return ""
         self.added.append(n)
         return f" [{n}]"
 
 
-def attributor(store: Any, sources: Sequence[Any], min_score: float) -> Callable[[str], int | None]:
-    """sentence -> the number of the source that supports it best, or None below ``min_score``.
+def attributor(store: Any, sources: Sequence[Any], min_score: float, question: str = "",
+               prefer: int | None = None, min_new: float = 0.0) -> Callable[..., int | None]:
+    """(sentence, written numbers) -> the number of the source to cite it by, or None.
 
-    Support blends word overlap with embedding cosine (``chains.grounding.support``): an answer that
-    copies a source's words is cited to that source even when another chunk is closer in meaning.
+    A sentence that only restates the question's words gets no citation: any retrieved chunk
+    "supports" those. Otherwise ``prefer`` (the source of the best quote, :func:`best_quote`) is cited
+    when its support (word overlap blended with embedding cosine, as in
+    :func:`chains.grounding.support`) reaches ``min_score``: one source cited throughout an answer is
+    right more often than a second, weaker one. Any other source must also hold ``min_new`` of the
+    sentence's own content words (those the question does not say); among those, a number the model
+    wrote for the sentence wins, then the best support. A sentence copied from a source (the quote)
+    is cited by that source.
+
+    Args:
+        store: the loaded store (its embeddings).
+        sources: the retrieved chunks (``.n`` and ``.text``).
+        min_score: the blended support a source needs (``RAGConfig.attribute_min_score``).
+        question: the user's question; its words do not count as support.
+        prefer: the source number to cite when it supports the sentence.
+        min_new: the share of the sentence's non-question words the source must hold
+            (``RAGConfig.cite_min_new``); 0 keeps the blended score as the only test.
     """
-    texts = [s.text for s in sources]
+    from chains.grounding import encode
 
-    def best(sentence: str) -> int | None:
-        score, i = support([sentence], texts, store.embeddings, lexical=0.5)[0]
-        return sources[i].n if i >= 0 and score >= min_score else None
+    texts = [s.text for s in sources]
+    flat = [" ".join(t.split()).lower() for t in texts]
+    asked = set(content_words(question))
+    vectors: list[Any] = []  # the sources' vectors, embedded on the first sentence only
+
+    def best(sentence: str, written: Sequence[int] = ()) -> int | None:
+        bare = _ANY_CITATION.sub("", sentence).strip()
+        copied = " ".join(bare.split()).lower().rstrip(".!?")
+        for i, text in enumerate(flat):
+            if len(copied) > 20 and copied in text:
+                return sources[i].n  # a quote: cited by the source it was copied from
+        own = [w for w in content_words(bare) if w not in asked]
+        if min_new > 0 and not own:
+            return None  # it only restates the question
+        if not vectors:
+            vectors.append(encode(store.embeddings, texts))
+        cosine = (encode(store.embeddings, [bare]) @ vectors[0].T)[0]  # (n_sources,)
+        scored = []  # (support, share of the sentence's own words held, source number)
+        for i, text in enumerate(texts):
+            have = set(content_words(text))
+            held = sum(w in have for w in own) / len(own) if own else 1.0
+            scored.append((0.5 * overlap(bare, text) + 0.5 * max(float(cosine[i]), 0.0), held, sources[i].n))
+        if any(n == prefer and score >= min_score for score, _, n in scored):
+            return prefer
+        ok = {n: score for score, held, n in scored if score >= min_score and held >= min_new}
+        for n in written:
+            if n in ok:
+                return n
+        return max(ok, key=ok.__getitem__) if ok else None
 
     return best
 
