@@ -50,3 +50,15 @@ def test_recite_keeps_the_models_number_only_where_that_source_supports_the_sent
     out = f.feed("It is used in text generation of Markov chains [1]. It is used in text generation [3]. ") + f.flush()
     assert out.startswith("It is used in text generation of Markov chains [1].")
     assert out.rstrip().endswith("It is used in text generation [1].")  # [3] does not hold those words; [1] does
+
+
+def test_the_quote_prefers_the_sentence_with_the_questions_rare_word():
+    from chains.citations import best_quote, term_weights
+
+    common = [{"text": f"The summarization task has option {i}."} for i in range(8)]
+    store = SimpleNamespace(cache={}, docs=[*common, {"text": "Its baselines are lead-3 and random-3."}])
+    sources = [SimpleNamespace(n=1, text="The summarization task reads a summarization option from the task file."),
+               SimpleNamespace(n=2, text="The summarization baselines are lead-3 and random-3, scored the same way.")]
+    question = "Which baselines does the summarization task use?"
+    assert best_quote(question, sources)[0] == 1  # counted once each: "summarization" and "task" win
+    assert best_quote(question, sources, term_weights(store))[0] == 2  # "baselines" is the rare word
