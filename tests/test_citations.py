@@ -62,3 +62,13 @@ def test_the_quote_prefers_the_sentence_with_the_questions_rare_word():
     question = "Which baselines does the summarization task use?"
     assert best_quote(question, sources)[0] == 1  # counted once each: "summarization" and "task" win
     assert best_quote(question, sources, term_weights(store))[0] == 2  # "baselines" is the rare word
+
+
+def test_with_embeddings_the_quote_breaks_a_word_tie_by_meaning(embeddings):
+    from chains.citations import best_quote
+
+    sources = [SimpleNamespace(n=1, text="Spiders and people are listed in chapter two of this guide."),
+               SimpleNamespace(n=2, text="People are frightened of spiders since some of them bite.")]
+    question = "Why are people afraid of spiders?"
+    assert best_quote(question, sources)[0] == 1  # the same words: the higher-ranked source
+    assert best_quote(question, sources, embeddings=embeddings)[0] == 2
