@@ -1,7 +1,8 @@
 """Citations and grounding for RAG answers: keep ``[n]`` honest, add missing ones, catch made-up claims.
 
 - :class:`CitationFilter` streams an answer through, dropping ``[n]`` of sources that were not
-  retrieved and citing each uncited sentence by the source that supports it best (:func:`attributor`);
+  retrieved and citing each uncited sentence by a source that supports it (:func:`attributor`: the
+  best quote's source first, never for a sentence that only restates the question);
   with ``recite`` every sentence is cited that way, in place of the numbers the model wrote (a 135M
   model's own numbers are often wrong): a number it wrote is kept only when that source supports the
   sentence, and a sentence that merely restates the question is cited by nothing.
@@ -11,8 +12,9 @@
   the first sentence, the answer becomes a quote of the source sentence that best answers the
   question, with its citation, instead of a made-up claim.
 
-    cites = CitationFilter({1, 2}, attributor(store, sources, 0.3))
-    gate = GroundingGate(question, sources, min_support=0.5)
+    gate = GroundingGate(question, sources, 0.5, "always", term_weights(store), store.embeddings)
+    quote = gate.evidence()                # (n, sentence): the source sentence that best answers it
+    cites = CitationFilter({1, 2}, attributor(store, sources, 0.3, question, quote[0], min_new=0.8))
     for piece in model_pieces:
         text = gate.feed(piece)            # whole sentences, checked
         print(cites.feed(text), end="")
