@@ -30,7 +30,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from chains.citations import CitationFilter, GroundingGate, attributor
+from chains.citations import CitationFilter, GroundingGate, attributor, best_quote, term_weights
 from chains.relevance import relevance, threshold
 from chains.store import Store
 from llmapp.core.config import RAGConfig
@@ -234,10 +234,15 @@ class RAGChain(Runnable[Any, Any]):
     def _answer(self, question: str, sources: list[Source], config: RunnableConfig | None,
                 kwargs: dict[str, Any]) -> Iterator[str]:
         """The model's answer, sentence by sentence through the grounding gate, then the citation filter."""
-        attribute = attributor(self.store, sources, self.config.attribute_min_score) if self.config.attribute else None
-        cites = CitationFilter({s.n for s in sources}, attribute, recite=self.config.recite)
+        weight, embeddings = term_weights(self.store), self.store.embeddings
         gate = (GroundingGate(question, sources, self.config.min_support if self.config.ground else -1.0,
-                              self.config.quote) if self.config.ground or self.config.quote == "always" else None)
+                              self.config.quote, weight, embeddings)
+                if self.config.ground or self.config.quote == "always" else None)
+        quote = gate.evidence() if gate is not None else best_quote(question, sources, weight, embeddings)
+        attribute = (attributor(self.store, sources, self.config.attribute_min_score, question,
+                                quote[0] if quote else None, self.config.cite_min_new)
+                     if self.config.attribute else None)  # cite by the quote's source where it supports a sentence
+        cites = CitationFilter({s.n for s in sources}, attribute, recite=self.config.recite)
         # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL
         # sequence's stream leaves the model generating until garbage collection, closing this stops it.
         messages = self.prompt.format_messages(question=question, context=format_context(sources, self.config.context))

@@ -20,7 +20,7 @@ def score_rows(rows: dict[str, dict[str, Any]], split: str, embeddings: str = "m
     """Row name -> {"hit@k", "quote_keyword_accuracy", "chunks"} over the answerable questions of ``split``."""
     import dataclasses
 
-    from chains.citations import best_quote
+    from chains.citations import best_quote, term_weights
     from chains.rag import rank
     from eval.metrics import keyword_accuracy, mean
     from eval.rag_grid import resolve
@@ -40,7 +40,7 @@ def score_rows(rows: dict[str, dict[str, Any]], split: str, embeddings: str = "m
             sources = rank(store, q["question"], rag)
             expected = {Path(s).name for s in q["sources"]}
             hits.append(float(any(Path(s.source).name in expected for s in sources)))
-            found = best_quote(q["question"], sources)
+            found = best_quote(q["question"], sources, term_weights(store), store.embeddings)
             quotes.append(keyword_accuracy(found[1] if found else "", q["keywords"]))
         out[name] = {"hit@k": round(mean(hits) or 0, 3), "quote_keyword_accuracy": round(mean(quotes) or 0, 3),
                      "chunks": sum(chunks.values())}

@@ -172,7 +172,9 @@ class RAGConfig:
     chunk_overlap: int = 30  # tokens shared by neighbouring chunks so sentences are not cut blind
     attribute: bool = True  # cite an uncited answer sentence by the source that supports it: small models forget [n]
     attribute_min_score: float = 0.3  # support (overlap and cosine) a sentence needs for a source to be cited
-    recite: bool = False  # cite every sentence by attribution, replacing the model's own numbers (no gain on dev)
+    cite_min_new: float = 0.8  # share of a sentence's words not in the question that a cited source must hold:
+    #                            a sentence that only restates the question is cited by nothing
+    recite: bool = False  # cite every sentence by attribution, keeping the model's own number only where it supports
     ground: bool = True  # check each answer sentence against the sources; quote a source instead of a made-up claim
     min_support: float = 0.5  # share of a sentence's content words its best source must hold (chains.grounding)
     quote: str = "always"  # "always": end each answer with the source sentence that best answers the question;
@@ -192,7 +194,7 @@ class RAGConfig:
                             ("quote", ("fallback", "always"))):
             if getattr(self, name) not in valid:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use one of: {', '.join(valid)}")
-        for name in ("min_score", "attribute_min_score", "mmr_lambda", "min_support"):
+        for name in ("min_score", "attribute_min_score", "mmr_lambda", "min_support", "cite_min_new"):
             value = getattr(self, name)
             if value is None and name == "min_score":
                 continue
