@@ -2,8 +2,10 @@
 
 A question with a ``corpus`` field (``eval/data/rag-qa.jsonl``) is asked against that corpus's store
 only; a question without one against ``--store`` or the bundled demo notes. Stores live under
-``$LLMAPP_HOME/eval/stores/<corpus>-<chunker>-<tokens>-<overlap>-<embeddings>`` and are updated
-incrementally (``chains.index``), so a second run embeds nothing.
+``$LLMAPP_HOME/eval/stores/<corpus>-<folder hash>-<chunker>-<tokens>-<overlap>-<embeddings>`` and are
+updated incrementally (``chains.index``), so a second run embeds nothing. The hash of the corpus's
+resolved folder keeps two checkouts (or two folders of one name) apart: an update keeps the files of
+other folders, so a store shared by both would hold every file twice.
 
     from eval.rag_stores import StoreSet
     stores = StoreSet(ctx)
@@ -12,6 +14,7 @@ incrementally (``chains.index``), so a second run embeds nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -79,10 +82,13 @@ class StoreSet:
         from chains.index import build_index
         from llmapp.core.paths import home
 
+        source = corpus_folder(corpus).resolve()
         name = Path(corpus).name if corpus not in CORPORA else corpus
+        tag = hashlib.sha256(str(source).encode()).hexdigest()[:8]
         emb = self.ctx.embeddings.replace("/", "_")
-        folder = home() / "eval" / "stores" / f"{name}-{config.chunker}-{config.chunk_tokens}-{config.chunk_overlap}-{emb}"
-        build_index([corpus_folder(corpus)], folder, self.embeddings, config=config)
+        settings = f"{config.chunker}-{config.chunk_tokens}-{config.chunk_overlap}-{emb}"
+        folder = home() / "eval" / "stores" / f"{name}-{tag}-{settings}"
+        build_index([source], folder, self.embeddings, config=config)
         log.info("store for %s: %s", corpus, folder)
         return folder
 

@@ -88,3 +88,22 @@ def test_grid_run_writes_one_table_and_a_plot_and_reruns_from_cache(tmp_path, ll
     after = (tmp_path / "out" / "generations.jsonl").read_text().splitlines()
     keys = {json.loads(line)["key"] for line in after}
     assert keys == {json.loads(line)["key"] for line in generations}  # no new prompt: replayed (or finished)
+
+
+def test_eval_stores_of_two_folders_of_one_name_stay_apart(tmp_path, llmapp_home):
+    """Two checkouts of a corpus: each folder gets its own store, holding its own files only."""
+    from eval.rag_stores import StoreSet
+    from eval.tasks import EvalContext
+    from llmapp.core.config import RAGConfig
+
+    folders = [tmp_path / side / "notes" for side in ("a", "b")]
+    for i, folder in enumerate(folders):
+        folder.mkdir(parents=True)
+        (folder / "gan.txt").write_text(f"Copy {i}. A GAN pits a generator against a discriminator.\n")
+    stores = StoreSet(EvalContext(embeddings="minilm-l6"))
+    built = [stores.build(str(folder), RAGConfig()) for folder in folders]
+    assert built[0] != built[1] and all(b.parent == llmapp_home / "eval" / "stores" for b in built)
+    for folder, store in zip(folders, built, strict=True):
+        files = json.loads((store / "manifest.json").read_text())["files"]
+        assert [str(folder.resolve() / "gan.txt")] == list(files), files
+    assert stores.build(str(folders[0]), RAGConfig()) == built[0]  # the same folder: the same store again
