@@ -95,3 +95,14 @@ def test_a_title_is_a_short_paragraph_that_does_not_end_like_a_sentence():
     assert not is_title("Evening bookings and deposits", text)  # a line of a longer paragraph
     assert is_title("Evening bookings and deposits are explained below", text)
     assert not is_title("The Net Loft is free for members", "The Net Loft is free for members and groups.")
+
+
+def test_the_grid_scores_whether_the_quoted_sources_chunk_holds_every_keyword():
+    from eval.retrieval_grid import quote_scores
+
+    sources = [SimpleNamespace(n=1, text="The fee is 25 dollars."),
+               SimpleNamespace(n=2, text="A deposit of 100 dollars; the fee is 25 dollars an hour.")]
+    keywords = ["25 dollars", "100 dollars"]
+    assert quote_scores(keywords, sources, (2, "The fee is 25 dollars an hour.")) == (0.5, 1.0)
+    assert quote_scores(keywords, sources, (1, "The fee is 25 dollars.")) == (0.5, 0.0)
+    assert quote_scores(keywords, sources, None) == (0.0, 0.0)
