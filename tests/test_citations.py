@@ -72,3 +72,37 @@ def test_with_embeddings_the_quote_breaks_a_word_tie_by_meaning(embeddings):
     question = "Why are people afraid of spiders?"
     assert best_quote(question, sources)[0] == 1  # the same words: the higher-ranked source
     assert best_quote(question, sources, embeddings=embeddings)[0] == 2
+
+
+def test_the_quote_passes_over_a_title_that_only_repeats_the_question():
+    from chains.citations import best_quote, is_title
+
+    text = "Booking the Net Loft in the evening\n\nThe caretaker charges 25 dollars per hour after closing."
+    sources = [SimpleNamespace(n=1, text=text)]
+    question = "What does booking the Net Loft in the evening cost?"
+    assert is_title("Booking the Net Loft in the evening", text)  # a paragraph of its own, no full stop
+    assert best_quote(question, sources)[1].startswith("The caretaker charges 25 dollars")
+    title_only = [SimpleNamespace(n=1, text="# Booking the Net Loft in the evening")]
+    assert best_quote(question, title_only)[1] == "Booking the Net Loft in the evening"  # nothing else: kept
+
+
+def test_a_title_is_a_short_paragraph_that_does_not_end_like_a_sentence():
+    from chains.citations import is_title
+
+    text = "Hire charges per hour:\n\n| Room | Price |\n\nEvening bookings and deposits\nare explained below"
+    assert not is_title("Hire charges per hour:", text)  # it introduces what follows
+    assert not is_title("| Room | Price |", text)  # a table row
+    assert not is_title("Evening bookings and deposits", text)  # a line of a longer paragraph
+    assert is_title("Evening bookings and deposits are explained below", text)
+    assert not is_title("The Net Loft is free for members", "The Net Loft is free for members and groups.")
+
+
+def test_the_grid_scores_whether_the_quoted_sources_chunk_holds_every_keyword():
+    from eval.retrieval_grid import quote_scores
+
+    sources = [SimpleNamespace(n=1, text="The fee is 25 dollars."),
+               SimpleNamespace(n=2, text="A deposit of 100 dollars; the fee is 25 dollars an hour.")]
+    keywords = ["25 dollars", "100 dollars"]
+    assert quote_scores(keywords, sources, (2, "The fee is 25 dollars an hour.")) == (0.5, 1.0)
+    assert quote_scores(keywords, sources, (1, "The fee is 25 dollars.")) == (0.5, 0.0)
+    assert quote_scores(keywords, sources, None) == (0.0, 0.0)
