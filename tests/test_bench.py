@@ -76,3 +76,18 @@ def test_startup_benchmark_runs_for_real():
     assert figures["repetitions"] == 3
     assert figures["help_min_s"] <= figures["help_median_s"] <= figures["help_max_s"]
     assert figures["ratio_help_vs_bare_python"] > 0
+
+
+@pytest.mark.parametrize("strategy", ["select", "stuff"])
+def test_summarize_bench_figures_with_and_without_model_calls(strategy, embeddings):
+    """The 100 KB bench's per-strategy figures, on a short text: a strategy that sends no prompt
+    (select) reports no steps and a largest prompt of 0, one that does reports its prompt."""
+    from eval.bench_summarize import run_one
+    from llmapp.backends import load_chat_model
+
+    chat = load_chat_model("fake", backend="fake", replies=["Item 1 is a plain sentence about topic 1."])
+    text = " ".join(f"Item {i} is a plain sentence about topic {i}." for i in range(20))
+    figures = run_one(text, chat, embeddings, strategy)
+    assert figures["strategy"] == strategy and figures["window_safe"] and figures["summary_words"] > 0
+    calls = figures["steps"], figures["max_prompt_tokens"] > 0
+    assert calls == ((0, False) if strategy == "select" else (1, True)), figures
