@@ -178,8 +178,7 @@ def rebuild_hint(path: Path) -> str:
 
 def is_store_like(folder: Path) -> bool:
     """True if ``folder`` holds nothing but store files (so ``--rebuild`` may replace it)."""
-    names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
-    return all(n in STORE_FILES for n in names)
+    return all(p.name in STORE_FILES for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def _read_all(path: Path, folder: Path) -> tuple[dict[str, Any], tuple[Any, list[dict[str, Any]], Any]]:
@@ -192,7 +191,7 @@ def _read_all(path: Path, folder: Path) -> tuple[dict[str, Any], tuple[Any, list
                               "pick the folder `llmapp index --store` wrote")
         if folder.exists() and not folder.is_dir():
             raise LLMAppError(f"{path} is a file, not a store; pass the folder `llmapp index --store` wrote")
-        raise LLMAppError(f"no store at {path}; build one first with: llmapp index FILES --store {path}")
+        raise _Raced(f"no store at {path}; build one first with: llmapp index FILES --store {path}")  # or a swap
     manifest = _read_manifest(path, folder)
     return manifest, _read_payload(path, folder, manifest)
 
@@ -272,8 +271,9 @@ def _doc_row(path: Path, n: int, line: str) -> dict[str, Any]:
 
 
 def _identity(folder: Path) -> tuple:
-    """What changes when a writer swaps a store in: the folder's inode, and its manifest's."""
-    out = []
+    """What changes when a writer swaps a store in: the folder (its name too: a swap renames the old
+    one to ``.old``), its inode, and its manifest's."""
+    out: list = [folder]
     for p in (folder, folder / MANIFEST):
         try:
             st = p.stat()
