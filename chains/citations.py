@@ -165,7 +165,7 @@ def attributor(store: Any, sources: Sequence[Any], min_score: float, question: s
         min_new: the share of the sentence's non-question words the source must hold
             (``RAGConfig.cite_min_new``); 0 keeps the blended score as the only test.
     """
-    from chains.grounding import encode
+    from chains.grounding import encode, support_scores
 
     texts = [s.text for s in sources]
     flat = [" ".join(t.split()).lower() for t in texts]
@@ -183,12 +183,12 @@ def attributor(store: Any, sources: Sequence[Any], min_score: float, question: s
             return None  # it only restates the question
         if not vectors:
             vectors.append(encode(store.embeddings, texts))
-        cosine = (encode(store.embeddings, [bare]) @ vectors[0].T)[0]  # (n_sources,)
+        support_of = support_scores([bare], texts, store.embeddings, vectors[0], lexical=0.5)[0]  # (n_sources,)
         scored = []  # (support, share of the sentence's own words held, source number)
         for i, text in enumerate(texts):
             have = set(content_words(text))
             held = sum(w in have for w in own) / len(own) if own else 1.0
-            scored.append((0.5 * overlap(bare, text) + 0.5 * max(float(cosine[i]), 0.0), held, sources[i].n))
+            scored.append((float(support_of[i]), held, sources[i].n))
         if any(n == prefer and score >= min_score for score, _, n in scored):
             return prefer
         ok = {n: score for score, held, n in scored if score >= min_score and held >= min_new}

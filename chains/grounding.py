@@ -176,12 +176,21 @@ def support(sentences: Sequence[str], passages: Sequence[str], embeddings: Any =
         One ``(score, passage_index)`` per sentence: the highest score and where it was found;
         ``(0.0, -1)`` for every sentence when there are no passages.
     """
-    import numpy as np
-
     if not passages:
         return [(0.0, -1) for _ in sentences]
     if not sentences:
         return []
+    scores = support_scores(sentences, passages, embeddings, passage_vectors, lexical)
+    best = scores.argmax(axis=1)
+    return [(round(float(scores[i, j]), 4), int(j)) for i, j in enumerate(best)]
+
+
+def support_scores(sentences: Sequence[str], passages: Sequence[str], embeddings: Any = None,
+                   passage_vectors: Any = None, lexical: float = 0.0) -> Any:
+    """How well each passage supports each sentence, as :func:`support` scores it: an
+    ``(n_sentences, n_passages)`` float32 array (both lists non-empty)."""
+    import numpy as np
+
     scores = np.zeros((len(sentences), len(passages)), dtype="float32")
     if embeddings is None or lexical:
         scores += np.array([[overlap(s, p) for p in passages] for s in sentences], dtype="float32")
@@ -189,8 +198,7 @@ def support(sentences: Sequence[str], passages: Sequence[str], embeddings: Any =
         pvecs = encode(embeddings, passages) if passage_vectors is None else passage_vectors
         sims = encode(embeddings, sentences) @ pvecs.T  # (n_sentences, n_passages)
         scores = lexical * scores + (1 - lexical) * (np.maximum(sims, 0.0) if lexical else sims)
-    best = scores.argmax(axis=1)
-    return [(round(float(scores[i, j]), 4), int(j)) for i, j in enumerate(best)]
+    return scores
 
 
 class Vocabulary:
