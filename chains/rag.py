@@ -238,10 +238,11 @@ class RAGChain(Runnable[Any, Any]):
         gate = (GroundingGate(question, sources, self.config.min_support if self.config.ground else -1.0,
                               self.config.quote, weight, embeddings)
                 if self.config.ground or self.config.quote == "always" else None)
-        quote = gate.evidence() if gate is not None else best_quote(question, sources, weight, embeddings)
-        attribute = (attributor(self.store, sources, self.config.attribute_min_score, question,
-                                quote[0] if quote else None, self.config.cite_min_new)
-                     if self.config.attribute else None)  # cite by the quote's source where it supports a sentence
+        attribute = None
+        if self.config.attribute:  # cite by the quote's source where it supports a sentence
+            quote = gate.evidence() if gate is not None else best_quote(question, sources, weight, embeddings)
+            attribute = attributor(self.store, sources, self.config.attribute_min_score, question,
+                                   quote[0] if quote else None, self.config.cite_min_new)
         cites = CitationFilter({s.n for s in sources}, attribute, recite=self.config.recite)
         # The model is streamed directly rather than through `prompt | model | parser`: closing an LCEL
         # sequence's stream leaves the model generating until garbage collection, closing this stops it.
